@@ -1,0 +1,54 @@
+import ArgumentParser
+import RedirectorCore
+
+/// `redirector decide`: the full decision for one request, explained.
+struct DecideCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decide",
+        abstract: "Decide one request and explain it: action, status, Location, provider, region, prefix, ASN, route.")
+
+    @Option(name: .shortAndLong, help: "The snapshot.")
+    var snapshot: String
+
+    @Option(name: .long, help: "Client address.")
+    var client: String
+
+    @Option(name: .long, help: "Request method.")
+    var method = "GET"
+
+    @Argument(help: "Raw request target: path and optional ?query.")
+    var target: String
+
+    @Flag(help: "Print JSON instead of key=value.")
+    var json = false
+
+    func run() throws {
+        let table = try openSnapshot(snapshot)
+        let explanation = table.explain(client: client, method: method, target: target)
+        guard json else {
+            print(explanation)
+            return
+        }
+        func quote(_ text: String) -> String {
+            var out = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
+        var fields = [
+            "\"action\": \(quote(explanation.action))", "\"status\": \(explanation.status)",
+            "\"location\": \(explanation.location.map(quote) ?? "null")",
+            "\"provider\": \(quote(explanation.provider))", "\"region\": \(quote(explanation.region))",
+            "\"prefix\": \(explanation.prefix.map { quote("\($0)") } ?? "null")", "\"asn\": \(explanation.asn)",
+            "\"route\": \(quote(explanation.route))", "\"target\": \(quote(explanation.target))",
+        ]
+        fields.append("\"headers\": {" + explanation.headers.map { "\(quote($0.name)): \(quote($0.value))" }.joined(separator: ", ") + "}")
+        print("{" + fields.joined(separator: ", ") + "}")
+    }
+}

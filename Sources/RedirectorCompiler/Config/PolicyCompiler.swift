@@ -1,0 +1,292 @@
+import Foundation
+import RedirectorCore
+
+/// Turns the config's providers, routes, defaults and trust settings into a ``Policy``.
+struct PolicyCompiler {
+    let config: Config
+    let configName: String
+    let baseDirectory: URL
+    let providerNames: [String]
+    let providerConfigs: [ProviderConfig?]
+    let hints: [ProviderHint]
+
+    func compile(strings: inout StringTableBuilder) throws -> Policy {
+        var providers: [Provider] = []
+        for (index, name) in providerNames.enumerated() {
+            let entry = providerConfigs[index]
+            let place = "\(configName): providers[\(name)]"
+            let hint = hints.last { $0.provider == name }
+            var provider = Provider(name: strings.intern(name), isActive: entry?.active ?? true, priority: entry?.priority ?? 0)
+            provider.targets = TargetHosts(
+                registry: try target(entry?.registry ?? hint?.registry, "\(place).registry", &strings),
+                artifacts: try target(entry?.artifacts ?? hint?.artifacts, "\(place).artifacts", &strings))
+            var regions: [String: TargetsConfig] = entry?.regions ?? [:]
+            if let table = entry?.regionTable {
+                guard let targetClass = TargetClass.allCases.first(where: { $0.name == table.class }) else {
+                    throw ConfigError(place: "\(place).regionTable.class", message: "must be 'registry' or 'artifacts', not '\(table.class)'")
+                }
+                for (region, url) in try readRegionTable(table.path, place: "\(place).regionTable") {
+                    var targets = regions[region] ?? TargetsConfig()
+                    if targetClass == .registry { targets.registry = targets.registry ?? url } else { targets.artifacts = targets.artifacts ?? url }
+                    regions[region] = targets
+                }
+            }
+            for region in regions.keys.sorted() {
+                let targets = regions[region] ?? TargetsConfig()
+                provider.regionTargets.append(RegionTarget(
+                    region: strings.intern(region),
+                    targets: TargetHosts(registry: try target(targets.registry, "\(place).regions.\(region).registry", &strings),
+                                         artifacts: try target(targets.artifacts, "\(place).regions.\(region).artifacts", &strings))))
+            }
+            providers.append(provider)
+        }
+
+        let defaults = config.defaults
+        let defaultStatus = defaults?.status ?? 302
+        try checkRedirectStatus(defaultStatus, "\(configName): defaults.status")
+        let fallback: FallbackAction
+        switch defaults?.unmatched ?? "pass" {
+        case "pass":
+            fallback = .pass
+        case "redirect":
+            fallback = .redirect(TargetHosts(
+                registry: try target(defaults?.registry, "\(configName): defaults.registry", &strings),
+                artifacts: try target(defaults?.artifacts, "\(configName): defaults.artifacts", &strings)))
+        case let other:
+            throw ConfigError(place: "\(configName): defaults.unmatched", message: "must be 'pass' or 'redirect', not '\(other)'")
+        }
+
+        var routes: [Route] = []
+        for (index, entry) in (config.routes ?? []).enumerated() {
+            let place = "\(configName): routes[\(index)]"
+            let methods = try methodFilter(entry, place: place, &strings)
+            let clients = try clientFilter(entry, place: place)
+            for pattern in entry.path.values {
+                let path: PathPattern
+                do {
+                    path = try PathPattern(parsing: pattern, strings: &strings)
+                } catch {
+                    throw ConfigError(place: "\(place).path", message: "\(error)")
+                }
+                let action = try routeAction(entry, pattern: path, defaultStatus: defaultStatus, place: place, &strings)
+                routes.append(Route(name: strings.intern(entry.name), methods: methods, path: path, clients: clients, action: action))
+            }
+        }
+
+        var trusted: [IPPrefix] = []
+        for (index, text) in (config.trustedProxies ?? []).enumerated() {
+            guard let prefix = IPPrefix(text) else {
+                throw ConfigError(place: "\(configName): trustedProxies[\(index)]", message: "invalid prefix '\(text)'")
+            }
+            trusted.append(prefix)
+        }
+        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted)
+    }
+
+    /// Validates a target and returns it as an interned base URL (`https://` added to bare hosts).
+    func target(_ text: String?, _ place: String, _ strings: inout StringTableBuilder) throws -> StringRef {
+        guard let text, !text.isEmpty else { return .empty }
+        guard let url = RedirectTargetURL.normalize(text) else {
+            throw ConfigError(place: place, message: "'\(text)' is not a host name or an http(s) URL without query, fragment or credentials")
+        }
+        return strings.intern(url)
+    }
+
+    func checkRedirectStatus(_ status: Int32, _ place: String) throws {
+        guard [301, 302, 303, 307, 308].contains(status) else {
+            throw ConfigError(place: place, message: "redirect status must be 301, 302, 303, 307 or 308, not \(status)")
+        }
+    }
+
+    func methodFilter(_ entry: RouteConfig, place: String, _ strings: inout StringTableBuilder) throws -> MethodFilter {
+        if let except = entry.exceptMethods {
+            guard entry.methods == nil else {
+                throw ConfigError(place: place, message: "set either 'methods' or 'exceptMethods', not both")
+            }
+            return MethodFilter(methods: try except.map { try method($0, place, &strings) }, isNegated: true)
+        }
+        let methods = entry.methods ?? ["GET", "HEAD"]
+        if methods == ["*"] { return MethodFilter(methods: [], isNegated: true) }
+        return MethodFilter(methods: try methods.map { try method($0, place, &strings) })
+    }
+
+    func method(_ text: String, _ place: String, _ strings: inout StringTableBuilder) throws -> StringRef {
+        guard !text.isEmpty, text.utf8.allSatisfy({ (0x41...0x5a).contains($0) || $0 == UInt8(ascii: "-") }) else {
+            throw ConfigError(place: "\(place).methods", message: "'\(text)' is not an upper-case method name")
+        }
+        return strings.intern(text)
+    }
+
+    func clientFilter(_ entry: RouteConfig, place: String) throws -> ClientFilter {
+        func indices(_ names: [String], _ key: String) throws -> [Int32] {
+            try names.map { name in
+                guard let index = providerNames.firstIndex(of: name) else {
+                    throw ConfigError(place: "\(place).\(key)", message: "unknown provider '\(name)'")
+                }
+                return Int32(index)
+            }
+        }
+        let set = [entry.clients != nil, entry.providers != nil, entry.exceptProviders != nil].filter { $0 }.count
+        guard set <= 1 else {
+            throw ConfigError(place: place, message: "set only one of 'clients', 'providers', 'exceptProviders'")
+        }
+        if let names = entry.providers { return .providers(try indices(names, "providers")) }
+        if let names = entry.exceptProviders { return .exceptProviders(try indices(names, "exceptProviders")) }
+        switch entry.clients ?? "any" {
+        case "any": return .any
+        case "matched": return .matched
+        case "unmatched": return .unmatched
+        case let other:
+            throw ConfigError(place: "\(place).clients", message: "must be 'any', 'matched' or 'unmatched', not '\(other)'")
+        }
+    }
+
+    func routeAction(_ entry: RouteConfig, pattern: PathPattern, defaultStatus: Int32, place: String,
+                     _ strings: inout StringTableBuilder) throws -> RouteAction {
+        let actions = [entry.redirect != nil, entry.respond != nil, entry.pass == true].filter { $0 }.count
+        guard actions == 1 else {
+            throw ConfigError(place: place, message: "set exactly one of 'redirect', 'respond', 'pass: true'")
+        }
+        if entry.pass == true { return .pass }
+        if let respond = entry.respond {
+            guard (100...599).contains(respond.status), !(300...399).contains(respond.status) else {
+                throw ConfigError(place: "\(place).respond.status", message: "must be 100–599 and not a redirect (use 'redirect'), not \(respond.status)")
+            }
+            var headers: [Header] = []
+            for name in (respond.headers ?? [:]).keys.sorted() {
+                let value = respond.headers?[name] ?? ""
+                guard HeaderSyntax.isToken(name), HeaderSyntax.isFieldValue(value) else {
+                    throw ConfigError(place: "\(place).respond.headers", message: "invalid header '\(name): \(value)'")
+                }
+                headers.append(Header(name: strings.intern(name), value: strings.intern(value)))
+            }
+            return .respond(status: respond.status, headers: headers)
+        }
+        guard let redirect = entry.redirect else { return .pass }
+        let status = redirect.status ?? defaultStatus
+        try checkRedirectStatus(status, "\(place).redirect.status")
+        let target: RedirectTarget
+        switch redirect.to {
+        case "registry", "artifacts":
+            let targetClass: TargetClass = redirect.to == "registry" ? .registry : .artifacts
+            var fixed: Int32?
+            if let name = redirect.provider {
+                guard let index = providerNames.firstIndex(of: name) else {
+                    throw ConfigError(place: "\(place).redirect.provider", message: "unknown provider '\(name)'")
+                }
+                fixed = Int32(index)
+            }
+            target = .provider(targetClass, provider: fixed)
+        default:
+            guard redirect.provider == nil else {
+                throw ConfigError(place: "\(place).redirect.provider", message: "only applies with 'to: registry' or 'to: artifacts'")
+            }
+            target = .url(try self.target(redirect.to, "\(place).redirect.to", &strings))
+        }
+        var template: [TemplatePart] = []
+        if let rewrite = redirect.rewrite {
+            template = try parseTemplate(rewrite, pattern: pattern, place: "\(place).redirect.rewrite", &strings)
+        }
+        return .redirect(status: status, target: target, path: template, keepQuery: redirect.keepQuery ?? true)
+    }
+
+    /// `{name}` refers to a capture of the pattern, `{path}` to the whole request path.
+    /// The empty template drops the path (a redirect to the target URL itself).
+    func parseTemplate(_ text: String, pattern: PathPattern, place: String, _ strings: inout StringTableBuilder) throws -> [TemplatePart] {
+        if text.isEmpty { return [.literal(.empty)] }
+        guard text.hasPrefix("/") || text.hasPrefix("{") else {
+            throw ConfigError(place: place, message: "'\(text)' must start with '/' or a capture")
+        }
+        var parts: [TemplatePart] = []
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{") {
+            if open > rest.startIndex { parts.append(.literal(strings.intern(String(rest[..<open])))) }
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                throw ConfigError(place: place, message: "'\(text)' has an unclosed '{'")
+            }
+            let name = String(rest[rest.index(after: open)..<close])
+            if name == "path" {
+                parts.append(.path)
+            } else if let index = pattern.captureNames.firstIndex(of: name) {
+                parts.append(.capture(index))
+            } else {
+                throw ConfigError(place: place, message: "'\(text)' uses '{\(name)}', which the path pattern does not capture")
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        if !rest.isEmpty { parts.append(.literal(strings.intern(String(rest)))) }
+        guard text.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
+            throw ConfigError(place: place, message: "'\(text)' contains spaces or control characters")
+        }
+        return parts
+    }
+
+    /// Reads `region,url` lines; a first line whose URL is not valid is taken as a header, and a
+    /// `<default>` row (archeio's marker for its fallback URL) is skipped: the provider's own
+    /// target is the fallback.
+    func readRegionTable(_ path: String, place: String) throws -> [(String, String)] {
+        let url = URL(fileURLWithPath: path, relativeTo: baseDirectory).standardizedFileURL
+        let bytes: [UInt8]
+        do {
+            bytes = try SourceFile.read(url.path)
+        } catch {
+            throw ConfigError(place: place, message: "\(error)")
+        }
+        var rows: [(String, String)] = []
+        try forEachLine(bytes) { number, line in
+            let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let region = fields.first, !region.isEmpty, !region.hasPrefix("#"), region != "<default>" else { return }
+            guard fields.count == 2, RedirectTargetURL.normalize(fields[1]) != nil else {
+                if number == 1 { return }
+                throw ConfigError(place: "\(url.path):\(number)", message: "expected 'region,url', got '\(line)'")
+            }
+            rows.append((fields[0], fields[1]))
+        }
+        return rows
+    }
+}
+
+/// Validation of configured redirect targets: they are the only hosts a Location can name.
+enum RedirectTargetURL {
+    /// `https://host[:port][/base]` for a bare host or an http(s) URL; nil when not acceptable.
+    static func normalize(_ text: String) -> String? {
+        var rest = Substring(text)
+        var scheme = "https"
+        if let range = rest.range(of: "://") {
+            scheme = rest[..<range.lowerBound].lowercased()
+            guard scheme == "https" || scheme == "http" else { return nil }
+            rest = rest[range.upperBound...]
+        }
+        let hostEnd = rest.firstIndex(of: "/") ?? rest.endIndex
+        let authority = rest[..<hostEnd]
+        var path = String(rest[hostEnd...])
+        while path.hasSuffix("/") { path.removeLast() }
+        let hostPart = authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let host = hostPart.first, !host.isEmpty, host.count <= 253,
+              host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }),
+              !host.hasPrefix("."), !host.hasPrefix("-") else { return nil }
+        if hostPart.count == 2 {
+            guard let port = Int(hostPart[1]), (1...65535).contains(port) else { return nil }
+        }
+        guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") && $0 != UInt8(ascii: "\\") }) else {
+            return nil
+        }
+        return "\(scheme)://\(authority.lowercased())\(path)"
+    }
+}
+
+/// RFC 9110 token and field-value checks for configured response headers.
+enum HeaderSyntax {
+    /// A header name.
+    static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { byte in
+            (0x30...0x39).contains(byte) || (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte)
+                || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+
+    /// A header value: visible ASCII and spaces, no CR/LF.
+    static func isFieldValue(_ text: String) -> Bool {
+        text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
+    }
+}

@@ -1,0 +1,87 @@
+/// The answer to one request, and why.
+public struct Decision: Hashable, Sendable {
+    /// What the host should do.
+    public enum Action: Int32, Sendable {
+        /// Serve the request as usual.
+        case pass = 0
+        /// Answer ``Decision/status`` with a `Location` header.
+        case redirect = 1
+        /// Answer ``Decision/status`` without a `Location` (e.g. 404, 405, 200).
+        case respond = 2
+
+        /// `pass`, `redirect` or `respond`.
+        public var name: String {
+            switch self {
+            case .pass: return "pass"
+            case .redirect: return "redirect"
+            case .respond: return "respond"
+            }
+        }
+    }
+
+    /// What to do.
+    public var action: Action
+    /// HTTP status for redirects and responses, 0 for pass.
+    public var status: Int32
+    /// The matched prefix and its attribute index, nil when no prefix covered the client.
+    public var match: PrefixMatch?
+    /// The matched prefix's attributes (provider -1 when none).
+    public var attributes: MatchAttributes
+    /// Index of the deciding route, -1 when none matched.
+    public var route: Int32
+    /// Base URL of the redirect target (empty unless redirecting).
+    public var target: StringRef
+    /// Length of the `Location` value; it was written only if it fit the buffer.
+    public var locationLength: Int
+
+    /// A pass decision with no route.
+    static func pass(_ match: PrefixMatch?, _ attributes: MatchAttributes) -> Decision {
+        Decision(action: .pass, status: 0, match: match, attributes: attributes, route: -1, target: .empty, locationLength: 0)
+    }
+}
+
+/// A decision with its explanation in text, for the CLI, logs, tests and the sidecar's debug output.
+public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
+    /// `pass`, `redirect` or `respond`.
+    public var action: String
+    /// HTTP status, 0 for pass.
+    public var status: Int
+    /// The `Location` value, nil unless redirecting.
+    public var location: String?
+    /// Provider name, empty when none.
+    public var provider: String
+    /// Region, empty when unknown.
+    public var region: String
+    /// Matched prefix, nil when none.
+    public var prefix: IPPrefix?
+    /// ASN, 0 when unknown.
+    public var asn: UInt32
+    /// Deciding route name, empty when none.
+    public var route: String
+    /// Target base URL, empty unless redirecting.
+    public var target: String
+    /// Extra response headers of a `respond` route.
+    public var headers: [(name: String, value: String)]
+
+    public static func == (lhs: DecisionExplanation, rhs: DecisionExplanation) -> Bool {
+        lhs.description == rhs.description
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(description)
+    }
+
+    /// `key=value` pairs on one line.
+    public var description: String {
+        var fields = ["action=\(action)", "status=\(status)"]
+        if let location { fields.append("location=\(location)") }
+        fields.append("provider=\(provider.isEmpty ? "-" : provider)")
+        fields.append("region=\(region.isEmpty ? "-" : region)")
+        fields.append("prefix=\(prefix.map { "\($0)" } ?? "-")")
+        fields.append("asn=\(asn == 0 ? "-" : "\(asn)")")
+        fields.append("route=\(route.isEmpty ? "-" : route)")
+        if !target.isEmpty { fields.append("target=\(target)") }
+        for header in headers { fields.append("header=\(header.name): \(header.value)") }
+        return fields.joined(separator: " ")
+    }
+}

@@ -1,0 +1,112 @@
+/// Which of a provider's hosts a redirect goes to.
+public enum TargetClass: UInt8, Sendable, CaseIterable {
+    /// The OCI registry host (`/v2/…` requests).
+    case registry = 0
+    /// The artifact (release binaries, blobs) host.
+    case artifacts = 1
+
+    /// The config spelling: `registry` or `artifacts`.
+    public var name: String { self == .registry ? "registry" : "artifacts" }
+}
+
+/// Redirect targets for one class each; empty references mean "none".
+public struct TargetHosts: Hashable, Sendable {
+    /// Base URL for registry requests, e.g. `https://registry.example`.
+    public var registry: StringRef
+    /// Base URL for artifact requests.
+    public var artifacts: StringRef
+
+    /// Creates a pair of targets.
+    public init(registry: StringRef = .empty, artifacts: StringRef = .empty) {
+        self.registry = registry
+        self.artifacts = artifacts
+    }
+
+    /// The target for `targetClass`.
+    @inline(__always)
+    public subscript(targetClass: TargetClass) -> StringRef {
+        targetClass == .registry ? registry : artifacts
+    }
+}
+
+/// A credit provider: a cloud or network whose clients are sent to its own mirror.
+public struct Provider: Hashable, Sendable {
+    /// Unique name, e.g. `amazon`.
+    public var name: StringRef
+    /// Inactive providers still match (and are explained) but never get redirects.
+    public var isActive: Bool
+    /// Resolves a prefix claimed by several providers: the highest priority wins, then the earliest in the config.
+    public var priority: Int32
+    /// Targets when no region-specific target applies.
+    public var targets: TargetHosts
+    /// Region-specific targets; a class left empty falls back to ``targets``.
+    public var regionTargets: [RegionTarget]
+
+    /// Creates a provider.
+    public init(name: StringRef, isActive: Bool = true, priority: Int32 = 0, targets: TargetHosts = TargetHosts(),
+                regionTargets: [RegionTarget] = []) {
+        self.name = name
+        self.isActive = isActive
+        self.priority = priority
+        self.targets = targets
+        self.regionTargets = regionTargets
+    }
+
+    /// The target for a client of this provider in `region` (empty when none).
+    @inline(__always)
+    public func target(_ targetClass: TargetClass, region: StringRef) -> StringRef {
+        if !region.isEmpty {
+            for entry in regionTargets where entry.region == region {
+                let target = entry.targets[targetClass]
+                if !target.isEmpty { return target }
+                break
+            }
+        }
+        return targets[targetClass]
+    }
+}
+
+/// Targets for the clients of one region of a provider.
+public struct RegionTarget: Hashable, Sendable {
+    /// The region, as the provider's ranges name it (`us-east-1`).
+    public var region: StringRef
+    /// Its targets.
+    public var targets: TargetHosts
+
+    /// Creates a region target.
+    public init(region: StringRef, targets: TargetHosts) {
+        self.region = region
+        self.targets = targets
+    }
+}
+
+/// What a matched prefix says about a client: provider, region and origin AS.
+public struct MatchAttributes: Hashable, Sendable {
+    /// Provider index, or -1 when the prefix belongs to no provider (e.g. an ASN-only entry).
+    public var provider: Int32
+    /// Cloud region or scope, empty when unknown.
+    public var region: StringRef
+    /// Origin AS number, 0 when unknown.
+    public var asn: UInt32
+
+    /// Creates attributes.
+    public init(provider: Int32, region: StringRef = .empty, asn: UInt32 = 0) {
+        self.provider = provider
+        self.region = region
+        self.asn = asn
+    }
+
+    /// Serialized size in a snapshot.
+    public static let byteSize = 16
+
+    /// Reads entry `index` of a validated attribute array: provider i32, region offset and length u32, ASN u32.
+    @inlinable @inline(__always)
+    public static func load(from base: UnsafeRawPointer, index: UInt32) -> MatchAttributes {
+        let entry = base + Int(index) &* 16
+        return MatchAttributes(
+            provider: Int32(littleEndian: entry.loadUnaligned(as: Int32.self)),
+            region: StringRef(offset: UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
+                              length: UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))),
+            asn: UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+    }
+}

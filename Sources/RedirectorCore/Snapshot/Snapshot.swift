@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why a snapshot was rejected.
+public struct SnapshotError: Error, CustomStringConvertible, Sendable {
+    /// "`<path>`: `<reason>`".
+    public let description: String
+}
+
+/// An open, validated, immutable snapshot: the matcher, attributes and policy.
+///
+/// Opening maps the file and checks everything once — size, magic, version, checksum, every section's
+/// bounds and every index inside — so that lookups and decisions can read without checks and never trap.
+/// A snapshot is safe to share between threads.
+public final class Snapshot: @unchecked Sendable {
+    /// The file the snapshot came from ("<memory>" for in-memory bytes).
+    public let path: String
+    /// The IPv4 matcher.
+    public let ipv4: Poptrie
+    /// The IPv6 matcher.
+    public let ipv6: Poptrie
+    /// The string table.
+    public let strings: StringTable
+    /// The policy.
+    public let policy: Policy
+    /// Number of IPv4 and IPv6 prefixes.
+    public let prefixCounts: (v4: Int, v6: Int)
+    /// The compiler's report.
+    public let report: String
+    /// Creation time, Unix seconds.
+    public let createdAt: UInt64
+    /// The file's size in bytes.
+    public let byteCount: Int
+    /// The checksum stored in (and verified against) the file.
+    public let checksum: UInt64
+
+    /// The attribute array (``MatchAttributes/byteSize`` bytes each), validated at open.
+    public let attributes: UnsafeRawPointer
+    /// Number of match attributes.
+    public let attributeCount: Int
+    private let memory: UnsafeRawBufferPointer
+    private let release: @Sendable (UnsafeRawBufferPointer) -> Void
+
+    /// Maps and validates the snapshot at `path`.
+    public static func open(path: String) throws -> Snapshot {
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SnapshotError(description: "\(path): cannot open: \(Snapshot.errorText())") }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw SnapshotError(description: "\(path): cannot stat: \(Snapshot.errorText())") }
+        guard status.st_mode & S_IFMT == S_IFREG else { throw SnapshotError(description: "\(path): not a regular file") }
+        let size = Int(status.st_size)
+        guard size >= SnapshotFormat.headerSize else {
+            throw SnapshotError(description: "\(path): truncated: \(size) bytes, smaller than the \(SnapshotFormat.headerSize)-byte header")
+        }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), base != MAP_FAILED else {
+            throw SnapshotError(description: "\(path): cannot map: \(Snapshot.errorText())")
+        }
+        let memory = UnsafeRawBufferPointer(start: base, count: size)
+        do {
+            return try Snapshot(path: path, memory: memory) { munmap(UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) }
+        } catch {
+            munmap(base, size)
+            throw error
+        }
+    }
+
+    /// Validates snapshot bytes held in memory (copied into an aligned buffer).
+    public convenience init(bytes: some Collection<UInt8>, name: String = "<memory>") throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+        _ = buffer.initializeMemory(as: UInt8.self, from: bytes)
+        let memory = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[..<bytes.count])
+        do {
+            try self.init(path: name, memory: memory) { UnsafeMutableRawPointer(mutating: $0.baseAddress)?.deallocate() }
+        } catch {
+            buffer.deallocate()
+            throw error
+        }
+    }
+
+    private init(path: String, memory: UnsafeRawBufferPointer, release: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) throws {
+        func fail(_ reason: String) -> SnapshotError { SnapshotError(description: "\(path): \(reason)") }
+        var header = ByteReader(memory, context: "header")
+        guard memory.count >= SnapshotFormat.headerSize else {
+            throw fail("truncated: \(memory.count) bytes, smaller than the \(SnapshotFormat.headerSize)-byte header")
+        }
+        guard let base = memory.baseAddress, memory.prefix(8).elementsEqual(SnapshotFormat.magic) else {
+            throw fail("not a Redirector snapshot (bad magic)")
+        }
+        do {
+            _ = try header.read(UInt64.self)
+            let version: UInt32 = try header.read()
+            guard version == SnapshotFormat.version else {
+                throw fail("format version \(version), this build reads version \(SnapshotFormat.version)")
+            }
+            let sectionCount = Int(try header.read(UInt32.self))
+            let fileSize: UInt64 = try header.read()
+            guard fileSize == UInt64(memory.count) else {
+                throw fail(fileSize > UInt64(memory.count)
+                    ? "truncated: header says \(fileSize) bytes, file has \(memory.count)"
+                    : "has \(UInt64(memory.count) - fileSize) trailing bytes after its \(fileSize) bytes")
+            }
+            let checksum: UInt64 = try header.read()
+            let actual = XXHash64.hash(UnsafeRawBufferPointer(rebasing: memory[SnapshotFormat.headerSize...]))
+            guard checksum == actual else {
+                throw fail("checksum mismatch (stored \(String(checksum, radix: 16)), computed \(String(actual, radix: 16))): the file is corrupt")
+            }
+            self.checksum = checksum
+            self.createdAt = try header.read()
+
+            // Section directory.
+            guard sectionCount <= 64 else { throw fail("claims \(sectionCount) sections") }
+            var directory = ByteReader(memory, offset: SnapshotFormat.headerSize, context: "section directory")
+            var sections: [UInt32: UnsafeRawBufferPointer] = [:]
+            for _ in 0..<sectionCount {
+                let tag: UInt32 = try directory.read()
+                _ = try directory.read(UInt32.self)
+                let offset = Int(try directory.read(UInt32.self))
+                let length = Int(try directory.read(UInt32.self))
+                guard offset % 8 == 0, offset >= directory.offset, length <= memory.count - offset else {
+                    throw fail("section \(Snapshot.tagName(tag)) lies outside the file")
+                }
+                sections[tag] = UnsafeRawBufferPointer(rebasing: memory[offset..<(offset + length)])
+            }
+            func section(_ tag: SnapshotFormat.Tag) throws -> UnsafeRawBufferPointer {
+                guard let bytes = sections[tag.code] else { throw fail("missing section \(tag.rawValue)") }
+                return bytes
+            }
+
+            let strings = try StringTable(bytes: try section(.strings))
+            let attributes = try section(.attributes)
+            guard attributes.count % MatchAttributes.byteSize == 0 else { throw fail("attribute section has a partial entry") }
+            let policyBytes = try section(.policy)
+            var policyReader = ByteReader(policyBytes, context: "policy section")
+            let policy = try Policy.decode(from: &policyReader, strings: strings)
+            let attributeCount = attributes.count / MatchAttributes.byteSize
+            for index in 0..<attributeCount {
+                var reader = ByteReader(attributes, offset: index * MatchAttributes.byteSize, context: "attribute section")
+                let provider: Int32 = try reader.read()
+                guard provider >= -1 && Int(provider) < policy.providers.count else {
+                    throw fail("attribute \(index) names provider \(provider) of \(policy.providers.count)")
+                }
+                _ = try strings.validate(StringRef(offset: try reader.read(), length: try reader.read()), "attribute \(index) region")
+            }
+            self.ipv4 = try Poptrie(family: 4, direct: try section(.direct4), nodes: try section(.nodes4),
+                                    leaves: try section(.leaves4), valueCount: attributeCount)
+            self.ipv6 = try Poptrie(family: 6, direct: try section(.direct6), nodes: try section(.nodes6),
+                                    leaves: try section(.leaves6), valueCount: attributeCount)
+            var info = ByteReader(try section(.info), context: "info section")
+            self.prefixCounts = (Int(try info.read(UInt32.self)), Int(try info.read(UInt32.self)))
+            let infoBytes = try section(.info)
+            self.report = String(decoding: infoBytes[8...], as: UTF8.self)
+            self.strings = strings
+            self.policy = policy
+            self.attributes = attributes.baseAddress ?? base
+            self.attributeCount = attributeCount
+        } catch let error as SnapshotError {
+            throw error
+        } catch {
+            throw fail("\(error)")
+        }
+        self.path = path
+        self.memory = memory
+        self.byteCount = memory.count
+        self.release = release
+    }
+
+    deinit {
+        release(memory)
+    }
+
+    /// The attributes at `index` (which the matcher validated to be in range).
+    @inlinable @inline(__always)
+    public func attributes(at index: UInt32) -> MatchAttributes {
+        MatchAttributes.load(from: attributes, index: index)
+    }
+
+    /// The packed match (``PackedMatch``) for `address`: 0 when nothing matches.
+    @inlinable @inline(__always)
+    public func lookupPacked(_ address: IPAddress) -> UInt32 {
+        switch address {
+        case .v4(let value): return ipv4.lookup(v4: value)
+        case .v6(let value): return ipv6.lookup(v6: value)
+        }
+    }
+
+    /// The longest prefix covering `address` and its attribute index.
+    public func lookup(_ address: IPAddress) -> PrefixMatch? {
+        PackedMatch.unpack(lookupPacked(address), for: address)
+    }
+
+    /// Provider name for an index ("" for -1 or out of range).
+    public func providerName(_ index: Int32) -> String {
+        guard index >= 0 && Int(index) < policy.providers.count else { return "" }
+        return strings.string(policy.providers[Int(index)].name)
+    }
+
+    /// The index of the provider called `name`.
+    public func providerIndex(named name: String) -> Int32? {
+        policy.providers.firstIndex { strings.string($0.name) == name }.map { Int32($0) }
+    }
+
+    private static func errorText() -> String {
+        String(cString: strerror(errno))
+    }
+
+    private static func tagName(_ tag: UInt32) -> String {
+        String(decoding: (0..<4).map { UInt8(truncatingIfNeeded: tag >> (8 * $0)) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,143 @@
+/// The `.rdb` snapshot file format, version 1. All integers are little-endian.
+///
+/// ```
+/// offset  size  field
+///      0     8  magic "RDRSNAP\0"
+///      8     4  format version (1)
+///     12     4  section count
+///     16     8  file size in bytes
+///     24     8  checksum: XXH64 (seed 0) of bytes 64..<file size
+///     32     8  creation time, Unix seconds
+///     40    24  reserved, zero
+///     64  16×n  section directory: tag (4 ASCII bytes), reserved (4), offset (4), length (4)
+/// ```
+/// Sections start on 8-byte boundaries. Tags: `STRS` string table, `ATTR` match attributes
+/// (16 bytes each: provider i32, region offset u32, region length u32, ASN u32), `P4DR`/`P4ND`/`P4LF`
+/// and `P6DR`/`P6ND`/`P6LF` the IPv4/IPv6 poptrie (direct array, nodes, leaves; see ``PoptrieImage``),
+/// `POLI` the policy (see ``Policy``), `INFO` prefix counts (two u32) and the compile report (UTF-8).
+public enum SnapshotFormat {
+    /// The file's first eight bytes.
+    public static let magic: [UInt8] = Array("RDRSNAP\0".utf8)
+    /// The version this library reads and writes.
+    public static let version: UInt32 = 1
+    /// Header size; the checksum covers everything after it.
+    public static let headerSize = 64
+    /// Size of one section directory entry.
+    public static let directoryEntrySize = 16
+
+    /// Section tags.
+    public enum Tag: String, CaseIterable, Sendable {
+        case strings = "STRS"
+        case attributes = "ATTR"
+        case direct4 = "P4DR"
+        case nodes4 = "P4ND"
+        case leaves4 = "P4LF"
+        case direct6 = "P6DR"
+        case nodes6 = "P6ND"
+        case leaves6 = "P6LF"
+        case policy = "POLI"
+        case info = "INFO"
+
+        /// The tag as stored: four ASCII bytes read as a little-endian integer.
+        var code: UInt32 {
+            rawValue.utf8.reversed().reduce(0) { $0 << 8 | UInt32($1) }
+        }
+    }
+}
+
+/// Everything a snapshot holds, in memory, before it is written.
+public struct SnapshotContents: Sendable {
+    /// Interned strings referenced by attributes and policy.
+    public var strings: StringTableBuilder
+    /// Match attributes, indexed by matcher values.
+    public var attributes: [MatchAttributes]
+    /// The IPv4 matcher.
+    public var ipv4: PoptrieImage
+    /// The IPv6 matcher.
+    public var ipv6: PoptrieImage
+    /// Number of distinct IPv4 and IPv6 prefixes in the matchers.
+    public var prefixCounts: (v4: Int, v6: Int)
+    /// Providers and routes.
+    public var policy: Policy
+    /// The compiler's report: sources, conflicts, masked prefixes.
+    public var report: String
+    /// Creation time, Unix seconds.
+    public var createdAt: UInt64
+
+    /// Creates contents.
+    public init(strings: StringTableBuilder, attributes: [MatchAttributes], ipv4: PoptrieImage, ipv6: PoptrieImage,
+                prefixCounts: (v4: Int, v6: Int), policy: Policy, report: String, createdAt: UInt64) {
+        self.strings = strings
+        self.attributes = attributes
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.prefixCounts = prefixCounts
+        self.policy = policy
+        self.report = report
+        self.createdAt = createdAt
+    }
+
+    /// The snapshot file's bytes.
+    public func encoded() -> [UInt8] {
+        var sections: [(SnapshotFormat.Tag, [UInt8])] = []
+        sections.append((.strings, strings.bytes))
+        var writer = ByteWriter()
+        for attribute in attributes {
+            writer.write(attribute.provider)
+            writer.write(attribute.region)
+            writer.write(attribute.asn)
+        }
+        sections.append((.attributes, writer.bytes))
+        for (image, tags) in [(ipv4, (SnapshotFormat.Tag.direct4, SnapshotFormat.Tag.nodes4, SnapshotFormat.Tag.leaves4)),
+                              (ipv6, (.direct6, .nodes6, .leaves6))] {
+            writer = ByteWriter()
+            for entry in image.direct { writer.write(entry) }
+            sections.append((tags.0, writer.bytes))
+            writer = ByteWriter()
+            for node in image.nodes {
+                writer.write(node.vector)
+                writer.write(node.leafVector)
+                writer.write(node.leafBase)
+                writer.write(node.nodeBase)
+            }
+            sections.append((tags.1, writer.bytes))
+            writer = ByteWriter()
+            for leaf in image.leaves { writer.write(leaf) }
+            sections.append((tags.2, writer.bytes))
+        }
+        writer = ByteWriter()
+        policy.encode(into: &writer)
+        sections.append((.policy, writer.bytes))
+        writer = ByteWriter()
+        writer.write(UInt32(prefixCounts.v4))
+        writer.write(UInt32(prefixCounts.v6))
+        writer.write(bytes: report.utf8)
+        sections.append((.info, writer.bytes))
+
+        var file = ByteWriter()
+        file.write(bytes: SnapshotFormat.magic)
+        file.write(SnapshotFormat.version)
+        file.write(UInt32(sections.count))
+        file.write(UInt64(0))  // file size, patched below
+        file.write(UInt64(0))  // checksum, patched below
+        file.write(createdAt)
+        file.write(bytes: repeatElement(0, count: 24))
+        let directory = file.bytes.count
+        file.write(bytes: repeatElement(0, count: sections.count * SnapshotFormat.directoryEntrySize))
+        for (index, (tag, bytes)) in sections.enumerated() {
+            file.align(to: 8)
+            let entry = directory + index * SnapshotFormat.directoryEntrySize
+            file.patch(tag.code, at: entry)
+            file.patch(UInt32(file.bytes.count), at: entry + 8)
+            file.patch(UInt32(bytes.count), at: entry + 12)
+            file.write(bytes: bytes)
+        }
+        file.align(to: 8)
+        file.patch(UInt64(file.bytes.count), at: 16)
+        let checksum = file.bytes.withUnsafeBytes {
+            XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0[SnapshotFormat.headerSize...]))
+        }
+        file.patch(checksum, at: 24)
+        return file.bytes
+    }
+}

@@ -1,0 +1,135 @@
+/*
+ * redirector.h — C ABI of libredirector.so.
+ *
+ * The library maps a compiled snapshot (.rdb, see `redirector compile`) and answers
+ * two questions: which provider owns a client address (longest-prefix match), and
+ * what an HTTP request from that client should get (pass, redirect, or a fixed answer).
+ *
+ * Threading and memory:
+ *   - Every call is synchronous; the library starts no threads and uses no signals.
+ *   - rdr_open/rdr_close allocate; no other call allocates. All output is written
+ *     into caller-owned memory, or points into the open table (valid until rdr_close).
+ *   - A table is immutable: any number of threads may use one table at once.
+ *   - No input can make a call crash: bad addresses and bad requests yield "no match"
+ *     or "pass"; bad snapshots make rdr_open fail with a message.
+ */
+#ifndef REDIRECTOR_H
+#define REDIRECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ABI version implemented by this header; compare with rdr_abi_version(). */
+#define RDR_ABI_VERSION 1
+
+/* An open snapshot. Opaque. */
+typedef struct rdr_table rdr_table;
+
+/* The ABI version the loaded library implements (RDR_ABI_VERSION when they agree). */
+uint32_t rdr_abi_version(void);
+
+/*
+ * Maps and validates the snapshot at `snapshot_path`.
+ * On failure returns NULL and, when err != NULL and errlen > 0, writes a
+ * NUL-terminated message naming the file and the reason into err (truncated to errlen).
+ */
+rdr_table *rdr_open(const char *snapshot_path, char *err, size_t errlen);
+
+/* Unmaps the table. NULL is ignored. */
+void rdr_close(rdr_table *t);
+
+/*
+ * Longest-prefix match of one address: `addr` holds 4 (IPv4) or 16 (IPv6)
+ * network-order bytes. IPv4-mapped IPv6 addresses are matched as IPv4.
+ * Returns the provider index, or -1 when no provider's prefix covers the address
+ * (or addrlen is neither 4 nor 16, or t is NULL).
+ */
+int32_t rdr_lookup(const rdr_table *t, const uint8_t *addr, size_t addrlen);
+
+/*
+ * Batch form of rdr_lookup for IPv4: out[i] = provider index of addrs[i] or -1.
+ * addrs[i] is the address as a host-order integer (e.g. 0x0A000001 for 10.0.0.1).
+ * Returns the number of results written (count, or 0 when t is NULL).
+ */
+size_t rdr_lookup_batch_v4(const rdr_table *t, const uint32_t *addrs, int32_t *out, size_t count);
+
+/* Number of providers in the table (0 when t is NULL). */
+int32_t rdr_provider_count(const rdr_table *t);
+
+/* NUL-terminated name of provider `index`, or NULL when out of range. Owned by the table. */
+const char *rdr_provider_name(const rdr_table *t, int32_t index);
+
+/* What a decision tells the caller to do. */
+typedef enum {
+    RDR_PASS     = 0,  /* serve the request as usual */
+    RDR_REDIRECT = 1,  /* answer `status` with Location: <buf> */
+    RDR_RESPOND  = 2   /* answer `status` with no Location (e.g. 404, 405, 200 for /v2/) */
+} rdr_action;
+
+/* Return codes of rdr_decide. */
+#define RDR_OK          0   /* decision written */
+#define RDR_ENOSPC     -1   /* buf too small: location_len holds the size needed (without NUL) */
+#define RDR_EINVAL     -2   /* t, req or out is NULL */
+
+/* One request, as the host saw it. Strings need not be NUL-terminated. */
+typedef struct {
+    const char *client;  size_t client_len;  /* client address text: "192.0.2.1", "2001:db8::1" */
+    const char *method;  size_t method_len;  /* "GET" */
+    const char *host;    size_t host_len;    /* Host header (informational) */
+    const char *path;    size_t path_len;    /* raw request target: path and optional "?query" */
+} rdr_request;
+
+/* The answer, and why. Pointers point into the table and live until rdr_close. */
+typedef struct {
+    int32_t     action;        /* rdr_action */
+    int32_t     status;        /* HTTP status for REDIRECT/RESPOND, 0 for PASS */
+    size_t      location_len;  /* bytes of Location written to buf (NUL added when room) */
+    int32_t     provider;      /* provider index, or -1 when the client matched none */
+    int32_t     route;         /* index of the route that decided, or -1 (no route matched) */
+    uint32_t    asn;           /* ASN of the matched prefix, 0 when unknown */
+    int32_t     prefix_len;    /* matched prefix length, -1 when nothing matched */
+    int32_t     family;        /* 4 or 6 for the matched prefix, 0 when nothing matched */
+    uint8_t     prefix[16];    /* matched network address (first 4 bytes for IPv4) */
+    const char *provider_name; /* NUL-terminated, "" when no provider */
+    const char *region;        /* NUL-terminated, "" when unknown */
+    const char *route_name;    /* NUL-terminated, "" when no route matched */
+    const char *target_host;   /* NUL-terminated base URL of the redirect, "" otherwise */
+} rdr_decision;
+
+/*
+ * Decides one request. On RDR_OK, `out` is filled; for RDR_REDIRECT the Location
+ * value ("https://host/path?query") is written to buf[0..location_len) and
+ * NUL-terminated when buflen > location_len. When buf is too small the call returns
+ * RDR_ENOSPC with out->location_len set to the length needed and out->action set,
+ * and nothing is written to buf. A malformed client address never matches; a path
+ * with control bytes, or not starting with '/', is never redirected.
+ */
+int rdr_decide(const rdr_table *t, const rdr_request *req, rdr_decision *out,
+               char *buf, size_t buflen);
+
+/*
+ * Writes the matched prefix of a decision as text ("192.0.2.0/24") to buf,
+ * NUL-terminated. Returns the text length, 0 when nothing matched, or -1 when
+ * buflen is too small (at most 44 bytes are ever needed).
+ */
+int rdr_format_prefix(const rdr_decision *d, char *buf, size_t buflen);
+
+/* Number of extra response headers route `route` sets (e.g. Docker-Distribution-Api-Version). */
+int32_t rdr_route_header_count(const rdr_table *t, int32_t route);
+
+/*
+ * Header `index` of route `route`: name and value as NUL-terminated strings owned by the
+ * table. Returns 0, or -1 when out of range.
+ */
+int rdr_route_header(const rdr_table *t, int32_t route, int32_t index,
+                     const char **name, const char **value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REDIRECTOR_H */

