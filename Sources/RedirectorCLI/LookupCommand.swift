@@ -31,20 +31,11 @@ struct LookupCommand: ParsableCommand {
         }
         if addresses.isEmpty {
             while let line = readLine() {
-                let trimmed = line.trimmingSpaces
-                if !trimmed.isEmpty { answer(trimmed) }
+                let trimmed = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).first
+                if let trimmed { answer(trimmed) }
             }
         } else {
             for address in addresses { answer(Substring(address)) }
         }
-    }
-}
-
-extension String {
-    /// Without surrounding spaces, tabs and CR.
-    var trimmingSpaces: Substring {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
-        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else { return "" }
-        return self[start...end]
     }
 }

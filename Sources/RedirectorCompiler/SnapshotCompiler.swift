@@ -125,29 +125,28 @@ public struct SnapshotCompiler {
         }
         if conflicts > 50 { report.append("conflict: … and \(conflicts - 50) more prefixes claimed by two providers") }
 
-        // Attributes and matchers.
-        var attributeIndex: [MatchAttributes: UInt32] = [:]
-        var attributes: [MatchAttributes] = []
-        var entries4: [(prefix: IPPrefix, value: UInt32)] = []
-        var entries6: [(prefix: IPPrefix, value: UInt32)] = []
-        for candidate in winners.values.sorted(by: { $0.prefix < $1.prefix }) {
+        // Attributes (sorted by provider, as the format requires) and matchers.
+        let owned = winners.values.sorted { $0.prefix < $1.prefix }
+        let attributeOf = owned.map { candidate in
             var asn = candidate.asn
             if asn == 0 {
                 let tree = candidate.prefix.network.family == 4 ? asnTree4 : asnTree6
                 asn = tree.longestMatch(candidate.prefix.network).map { $0.value } ?? 0
             }
-            let attribute = MatchAttributes(provider: candidate.provider, region: strings.intern(candidate.region), asn: asn)
-            let value: UInt32
-            if let existing = attributeIndex[attribute] {
-                value = existing
-            } else {
-                value = UInt32(attributes.count)
-                guard value <= PackedMatch.maximumValue else {
-                    throw ConfigError(place: configName, message: "more than \(PackedMatch.maximumValue) distinct provider/region/ASN combinations")
-                }
-                attributeIndex[attribute] = value
-                attributes.append(attribute)
-            }
+            return MatchAttributes(provider: candidate.provider, region: strings.intern(candidate.region), asn: asn)
+        }
+        let attributes = Set(attributeOf).sorted {
+            ($0.provider, $0.region.offset, $0.asn) < ($1.provider, $1.region.offset, $1.asn)
+        }
+        guard attributes.count <= Int(PackedMatch.maximumValue) + 1, providers.names.count <= Int(Int16.max),
+              Set(attributes.map(\.region)).count <= Int(UInt16.max) else {
+            throw ConfigError(place: configName, message: "too many providers, regions or provider/region/ASN combinations for the snapshot format")
+        }
+        let attributeIndex = Dictionary(uniqueKeysWithValues: attributes.enumerated().map { ($1, UInt32($0)) })
+        var entries4: [(prefix: IPPrefix, value: UInt32)] = []
+        var entries6: [(prefix: IPPrefix, value: UInt32)] = []
+        for (candidate, attribute) in zip(owned, attributeOf) {
+            let value = attributeIndex[attribute] ?? 0
             if candidate.prefix.network.family == 4 {
                 entries4.append((candidate.prefix, value))
             } else {

@@ -1,7 +1,8 @@
 /// One internal poptrie node: a 6-bit stride with popcount-compressed children.
 ///
 /// Bit `i` of `vector` is set when child `i` is an internal node; bit `i` of `leafVector` is set
-/// where a run of equal leaves starts. Children nodes live at `nodeBase…`, leaves at `leafBase…`,
+/// where a run of equal leaves starts (runs skip over internal children, so a leaf value split only
+/// by a deeper node is stored once). Children nodes live at `nodeBase…`, leaves at `leafBase…`,
 /// each in position order, so a child's slot is a popcount away. 24 bytes, stored little-endian.
 public struct PoptrieNode: Hashable, Sendable {
     /// Which of the 64 children are internal nodes.
@@ -123,7 +124,6 @@ public enum PoptrieBuilder {
                 case .node(let node, let value):
                     vector |= 1 << UInt64(position)
                     innerNodes.append((node, value))
-                    previousLeaf = nil
                 case .leaf(let value):
                     if previousLeaf != value {
                         leafVector |= 1 << UInt64(position)

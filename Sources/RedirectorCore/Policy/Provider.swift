@@ -96,17 +96,25 @@ public struct MatchAttributes: Hashable, Sendable {
         self.asn = asn
     }
 
-    /// Serialized size in a snapshot.
-    public static let byteSize = 16
+    /// Serialized size in a snapshot: provider i16, region index u16, ASN u32.
+    public static let byteSize = 8
 
-    /// Reads entry `index` of a validated attribute array: provider i32, region offset and length u32, ASN u32.
+    /// Reads entry `index` of a validated attribute array, resolving its region through the
+    /// validated region table (``StringRef``s of 8 bytes each).
     @inlinable @inline(__always)
-    public static func load(from base: UnsafeRawPointer, index: UInt32) -> MatchAttributes {
-        let entry = base + Int(index) &* 16
+    public static func load(from base: UnsafeRawPointer, regions: UnsafeRawPointer, index: UInt32) -> MatchAttributes {
+        let entry = base + Int(index) &* 8
+        let region = regions + Int(UInt16(littleEndian: entry.loadUnaligned(fromByteOffset: 2, as: UInt16.self))) &* 8
         return MatchAttributes(
-            provider: Int32(littleEndian: entry.loadUnaligned(as: Int32.self)),
-            region: StringRef(offset: UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
-                              length: UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt32.self))),
-            asn: UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+            provider: Int32(Int16(littleEndian: entry.loadUnaligned(as: Int16.self))),
+            region: StringRef(offset: UInt32(littleEndian: region.loadUnaligned(as: UInt32.self)),
+                              length: UInt32(littleEndian: region.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
+            asn: UInt32(littleEndian: entry.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+    }
+
+    /// The provider of entry `index` of a validated attribute array (no region lookup).
+    @inlinable @inline(__always)
+    public static func loadProvider(from base: UnsafeRawPointer, index: UInt32) -> Int32 {
+        Int32(Int16(littleEndian: (base + Int(index) &* 8).loadUnaligned(as: Int16.self)))
     }
 }

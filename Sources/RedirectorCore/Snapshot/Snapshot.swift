@@ -39,6 +39,8 @@ public final class Snapshot: @unchecked Sendable {
 
     /// The attribute array (``MatchAttributes/byteSize`` bytes each), validated at open.
     public let attributes: UnsafeRawPointer
+    /// The region table the attributes refer to, validated at open.
+    public let regions: UnsafeRawPointer
     /// Number of match attributes.
     public let attributeCount: Int
     private let memory: UnsafeRawBufferPointer
@@ -131,19 +133,29 @@ public final class Snapshot: @unchecked Sendable {
             }
 
             let strings = try StringTable(bytes: try section(.strings))
-            let attributes = try section(.attributes)
-            guard attributes.count % MatchAttributes.byteSize == 0 else { throw fail("attribute section has a partial entry") }
             let policyBytes = try section(.policy)
             var policyReader = ByteReader(policyBytes, context: "policy section")
             let policy = try Policy.decode(from: &policyReader, strings: strings)
+            let regions = try section(.regions)
+            guard regions.count % 8 == 0, regions.count >= 8 else { throw fail("region section is empty or has a partial entry") }
+            var regionReader = ByteReader(regions, context: "region section")
+            for index in 0..<(regions.count / 8) {
+                _ = try strings.validate(StringRef(offset: try regionReader.read(), length: try regionReader.read()), "region \(index)")
+            }
+            let attributes = try section(.attributes)
+            guard attributes.count % MatchAttributes.byteSize == 0 else { throw fail("attribute section has a partial entry") }
             let attributeCount = attributes.count / MatchAttributes.byteSize
+            var previousProvider: Int16 = -1
+            var attributeReader = ByteReader(attributes, context: "attribute section")
             for index in 0..<attributeCount {
-                var reader = ByteReader(attributes, offset: index * MatchAttributes.byteSize, context: "attribute section")
-                let provider: Int32 = try reader.read()
-                guard provider >= -1 && Int(provider) < policy.providers.count else {
-                    throw fail("attribute \(index) names provider \(provider) of \(policy.providers.count)")
+                let provider: Int16 = try attributeReader.read()
+                let region: UInt16 = try attributeReader.read()
+                _ = try attributeReader.read(UInt32.self)
+                guard provider >= previousProvider, Int(provider) < policy.providers.count else {
+                    throw fail("attribute \(index) names provider \(provider) (of \(policy.providers.count), sorted)")
                 }
-                _ = try strings.validate(StringRef(offset: try reader.read(), length: try reader.read()), "attribute \(index) region")
+                guard Int(region) < regions.count / 8 else { throw fail("attribute \(index) names region \(region)") }
+                previousProvider = provider
             }
             self.ipv4 = try Poptrie(family: 4, direct: try section(.direct4), nodes: try section(.nodes4),
                                     leaves: try section(.leaves4), valueCount: attributeCount)
@@ -156,6 +168,7 @@ public final class Snapshot: @unchecked Sendable {
             self.strings = strings
             self.policy = policy
             self.attributes = attributes.baseAddress ?? base
+            self.regions = regions.baseAddress ?? base
             self.attributeCount = attributeCount
         } catch let error as SnapshotError {
             throw error
@@ -175,7 +188,7 @@ public final class Snapshot: @unchecked Sendable {
     /// The attributes at `index` (which the matcher validated to be in range).
     @inlinable @inline(__always)
     public func attributes(at index: UInt32) -> MatchAttributes {
-        MatchAttributes.load(from: attributes, index: index)
+        MatchAttributes.load(from: attributes, regions: regions, index: index)
     }
 
     /// The packed match (``PackedMatch``) for `address`: 0 when nothing matches.

@@ -11,8 +11,9 @@
 ///     40    24  reserved, zero
 ///     64  16×n  section directory: tag (4 ASCII bytes), reserved (4), offset (4), length (4)
 /// ```
-/// Sections start on 8-byte boundaries. Tags: `STRS` string table, `ATTR` match attributes
-/// (16 bytes each: provider i32, region offset u32, region length u32, ASN u32), `P4DR`/`P4ND`/`P4LF`
+/// Sections start on 8-byte boundaries. Tags: `STRS` string table, `REGN` regions (string offset
+/// u32, length u32; entry 0 is the empty string), `ATTR` match attributes (8 bytes each: provider
+/// i16 or -1, region index u16, ASN u32; sorted by provider), `P4DR`/`P4ND`/`P4LF`
 /// and `P6DR`/`P6ND`/`P6LF` the IPv4/IPv6 poptrie (direct array, nodes, leaves; see ``PoptrieImage``),
 /// `POLI` the policy (see ``Policy``), `INFO` prefix counts (two u32) and the compile report (UTF-8).
 public enum SnapshotFormat {
@@ -28,6 +29,7 @@ public enum SnapshotFormat {
     /// Section tags.
     public enum Tag: String, CaseIterable, Sendable {
         case strings = "STRS"
+        case regions = "REGN"
         case attributes = "ATTR"
         case direct4 = "P4DR"
         case nodes4 = "P4ND"
@@ -49,7 +51,8 @@ public enum SnapshotFormat {
 public struct SnapshotContents: Sendable {
     /// Interned strings referenced by attributes and policy.
     public var strings: StringTableBuilder
-    /// Match attributes, indexed by matcher values.
+    /// Match attributes, indexed by matcher values, sorted by provider; at most 32,767 providers
+    /// and 65,535 distinct regions (the compiler checks).
     public var attributes: [MatchAttributes]
     /// The IPv4 matcher.
     public var ipv4: PoptrieImage
@@ -81,13 +84,24 @@ public struct SnapshotContents: Sendable {
     public func encoded() -> [UInt8] {
         var sections: [(SnapshotFormat.Tag, [UInt8])] = []
         sections.append((.strings, strings.bytes))
+        var regions: [StringRef] = [.empty]
+        var regionIndex: [StringRef: Int] = [.empty: 0]
         var writer = ByteWriter()
         for attribute in attributes {
-            writer.write(attribute.provider)
-            writer.write(attribute.region)
+            let region = regionIndex[attribute.region] ?? regions.count
+            if region == regions.count {
+                regionIndex[attribute.region] = region
+                regions.append(attribute.region)
+            }
+            writer.write(Int16(truncatingIfNeeded: attribute.provider))
+            writer.write(UInt16(truncatingIfNeeded: region))
             writer.write(attribute.asn)
         }
-        sections.append((.attributes, writer.bytes))
+        let attributeBytes = writer.bytes
+        writer = ByteWriter()
+        for region in regions { writer.write(region) }
+        sections.append((.regions, writer.bytes))
+        sections.append((.attributes, attributeBytes))
         for (image, tags) in [(ipv4, (SnapshotFormat.Tag.direct4, SnapshotFormat.Tag.nodes4, SnapshotFormat.Tag.leaves4)),
                               (ipv6, (.direct6, .nodes6, .leaves6))] {
             writer = ByteWriter()
