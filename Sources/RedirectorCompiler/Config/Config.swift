@@ -25,8 +25,14 @@ public struct Config: Decodable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(place: path, message: "cannot read the file")
         }
+        let text = String(decoding: data, as: UTF8.self)
         do {
-            return try YAMLDecoder().decode(Config.self, from: String(decoding: data, as: UTF8.self))
+            if let root = try Yams.compose(yaml: text) {
+                try ConfigSchema.config.check(root, file: path, place: "")
+            }
+            return try YAMLDecoder().decode(Config.self, from: text)
+        } catch let error as ConfigError {
+            throw error
         } catch let error as DecodingError {
             throw ConfigError(decoding: error, file: path)
         } catch {
@@ -193,6 +199,60 @@ public struct ConfigError: Error, CustomStringConvertible {
             self.init(place: path(context.codingPath), message: underlying)
         @unknown default:
             self.init(place: file, message: "\(error)")
+        }
+    }
+}
+
+/// The keys each mapping of the config may hold, so a misspelt key is an error, not silently ignored.
+indirect enum ConfigSchema: Sendable {
+    /// A mapping with these keys (nil schema: any value).
+    case mapping([String: ConfigSchema?])
+    /// A list of elements.
+    case list(ConfigSchema)
+    /// A mapping from free-form names to values.
+    case dictionary(ConfigSchema)
+
+    static let targets = ConfigSchema.mapping(["registry": nil, "artifacts": nil])
+    static let source = ConfigSchema.mapping(["format": nil, "path": nil, "services": nil, "tags": nil, "region": nil])
+    static let config = ConfigSchema.mapping([
+        "version": nil, "keepUnassignedPrefixes": nil, "trustedProxies": nil,
+        "providers": .list(.mapping([
+            "name": nil, "active": nil, "priority": nil, "registry": nil, "artifacts": nil,
+            "regions": .dictionary(targets), "regionTable": .mapping(["path": nil, "class": nil]), "sources": .list(source),
+        ])),
+        "sources": .list(source),
+        "asnTable": .list(source),
+        "routes": .list(.mapping([
+            "name": nil, "path": nil, "methods": nil, "exceptMethods": nil, "clients": nil, "providers": nil,
+            "exceptProviders": nil, "pass": nil,
+            "redirect": .mapping(["to": nil, "provider": nil, "status": nil, "rewrite": nil, "keepQuery": nil]),
+            "respond": .mapping(["status": nil, "headers": nil]),
+        ])),
+        "defaults": .mapping(["status": nil, "unmatched": nil, "registry": nil, "artifacts": nil]),
+    ])
+
+    /// Throws for the first key the schema does not know, naming file, line and place.
+    func check(_ node: Node, file: String, place: String) throws {
+        switch self {
+        case .mapping(let keys):
+            guard let mapping = node.mapping else { return }
+            for (key, value) in mapping {
+                let name = key.string ?? "?"
+                let here = place.isEmpty ? name : "\(place).\(name)"
+                guard let schema = keys[name] else {
+                    let line = key.mark.map { ":\($0.line)" } ?? ""
+                    throw ConfigError(place: "\(file)\(line): \(here)", message: "unknown key '\(name)' (known: \(keys.keys.sorted().joined(separator: ", ")))")
+                }
+                try schema?.check(value, file: file, place: here)
+            }
+        case .list(let element):
+            for (index, item) in (node.sequence.map(Array.init) ?? []).enumerated() {
+                try element.check(item, file: file, place: "\(place)[\(index)]")
+            }
+        case .dictionary(let value):
+            for (key, item) in node.mapping ?? [:] {
+                try value.check(item, file: file, place: "\(place).\(key.string ?? "?")")
+            }
         }
     }
 }
