@@ -17,6 +17,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         /// Addresses, the longest-prefix matcher, policy, decisions and the snapshot format.
@@ -36,8 +41,49 @@ let package = Package(
             name: "RedirectorCLI",
             dependencies: [
                 "RedirectorCore", "RedirectorCompiler",
+                "RedirectorSidecar",
+                "RedirectorAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        /// `redirector serve`: Envoy ext_authz HTTP, forward-auth, nginx auth_request and standalone redirects.
+        .target(
+            name: "RedirectorSidecar",
+            dependencies: [
+                "RedirectorCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "RedirectorSidecarTests", dependencies: ["RedirectorSidecar", "RedirectorCore"]),
+        /// `redirector analyze`: access-log parsers, streaming aggregation and reports.
+        .target(name: "RedirectorAnalysis", dependencies: ["RedirectorCore", "CZlib"], swiftSettings: hotPathSettings),
+        .testTarget(name: "RedirectorAnalysisTests", dependencies: ["RedirectorAnalysis", "RedirectorCore", "RedirectorCompiler", "CZlib"]),
+        /// `swift package build-nginx-module`: libredirector.so and the NGINX module, side by side.
+        .plugin(
+            name: "BuildNginxModule",
+            capability: .command(
+                intent: .custom(verb: "build-nginx-module", description: "Build libredirector.so and the NGINX dynamic module into out/nginx"),
+                permissions: [.writeToPackageDirectory(reason: "writes the library and module under out/")]
+            )
+        ),
+        /// `swift package conformance`: the conformance suite on every backend (Tests/Conformance,
+        /// docs/conformance.md); non-zero exit on any failure.
+        .plugin(
+            name: "Conformance",
+            capability: .command(
+                intent: .custom(
+                    verb: "conformance",
+                    description: "Run the conformance suite on every backend (library, C ABI, NGINX, Lua, sidecar, Envoy, Caddy) and write a report to out/conformance")
+                // No declared permissions: on Linux plugins are not sandboxed, and declaring them would make
+                // the bare `swift package conformance` refuse to run. On macOS: `swift package --disable-sandbox conformance`.
+            )
         ),
         .testTarget(name: "RedirectorCoreTests", dependencies: ["RedirectorCore"]),
         .testTarget(name: "RedirectorCompilerTests", dependencies: ["RedirectorCompiler", "RedirectorCore"]),

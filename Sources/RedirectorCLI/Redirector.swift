@@ -9,7 +9,9 @@ struct Redirector: AsyncParsableCommand {
         abstract: "Send each download to its client's cloud or network mirror.",
         subcommands: [
             CompileCommand.self, InspectCommand.self, LookupCommand.self, DecideCommand.self, FormatsCommand.self,
-            ExportCommand.self,
+            ExportCommand.self, ServeCommand.self,
+            AnalyzeCommand.self,
+            ConformanceCommand.self,
         ])
 }
 

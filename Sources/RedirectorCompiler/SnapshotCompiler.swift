@@ -20,6 +20,14 @@ public struct SnapshotCompiler {
         self.baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent()
     }
 
+    /// A compiler for an already decoded config named `name`, with relative paths resolved
+    /// against `baseDirectory` (used by the fuzzer and by tools that hold the config in memory).
+    public init(config: Config, name: String, baseDirectory: String) {
+        self.config = config
+        self.configName = name
+        self.baseDirectory = URL(fileURLWithPath: baseDirectory, isDirectory: true)
+    }
+
     /// Compiles, stamping `createdAt` (Unix seconds).
     public func compile(createdAt: UInt64 = UInt64(Date().timeIntervalSince1970)) throws -> SnapshotContents {
         if let version = config.version, version != 1 {
@@ -158,6 +166,15 @@ public struct SnapshotCompiler {
                                         providerNames: providers.names, providerConfigs: providers.configs, hints: hints)
             .compile(strings: &strings)
 
+        // Every string reaches a header, a variable or a log line: no control bytes (the loader
+        // rejects them too; here the message can name the text).
+        for text in strings.bytes.split(separator: 0) {
+            let value = String(decoding: text, as: UTF8.self)
+            if let byte = SnapshotText.controlByte(in: value) {
+                throw ConfigError(place: configName, message: "'\(SnapshotText.escaped(value))' (a name, region, target, method, path or header) contains control byte 0x\(String(byte, radix: 16))")
+            }
+        }
+
         var counts: [Int32: Int] = [:]
         for candidate in winners.values { counts[candidate.provider, default: 0] += 1 }
         var summary = ["prefixes: \(entries4.count) IPv4, \(entries6.count) IPv6; attributes: \(attributes.count)"]
@@ -182,7 +199,8 @@ public struct SnapshotCompiler {
         let url = URL(fileURLWithPath: source.path, relativeTo: baseDirectory).standardizedFileURL
         var files = [url.path]
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+        if importer.readsDirectories, FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory),
+           isDirectory.boolValue {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
             files = names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { url.appendingPathComponent($0).path }
             guard !files.isEmpty else { throw ConfigError(place: "\(place).path", message: "directory \(url.path) has no *.yaml files") }

@@ -25,7 +25,11 @@ public struct Config: Decodable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(place: path, message: "cannot read the file")
         }
-        let text = String(decoding: data, as: UTF8.self)
+        return try parse(String(decoding: data, as: UTF8.self), name: path)
+    }
+
+    /// Decodes config text; errors name `name` as the file.
+    public static func parse(_ text: String, name path: String) throws -> Config {
         do {
             if let root = try Yams.compose(yaml: text) {
                 try ConfigSchema.config.check(root, file: path, place: "")

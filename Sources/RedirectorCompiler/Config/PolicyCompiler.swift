@@ -61,6 +61,9 @@ struct PolicyCompiler {
             let place = "\(configName): routes[\(index)]"
             let methods = try methodFilter(entry, place: place, &strings)
             let clients = try clientFilter(entry, place: place)
+            guard !entry.path.values.isEmpty else {  // `path: []` would drop the route silently
+                throw ConfigError(place: "\(place).path", message: "names no path pattern")
+            }
             for pattern in entry.path.values {
                 let path: PathPattern
                 do {
@@ -215,6 +218,11 @@ struct PolicyCompiler {
             rest = rest[rest.index(after: close)...]
         }
         if !rest.isEmpty { parts.append(.literal(strings.intern(String(rest)))) }
+        // A capture other than {path} does not start with '/': `https://mirror.example` + `{x}`
+        // with x = "@evil.example" would name another host (an open redirect).
+        if case .capture(let index)? = parts.first {
+            throw ConfigError(place: place, message: "'\(text)' starts with the capture '{\(pattern.captureNames[index])}', which does not start with '/' and could continue the target's host name; start the rewrite with '/' or {path}")
+        }
         guard text.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
             throw ConfigError(place: place, message: "'\(text)' contains spaces or control characters")
         }
@@ -266,7 +274,9 @@ enum RedirectTargetURL {
               host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }),
               !host.hasPrefix("."), !host.hasPrefix("-") else { return nil }
         if hostPart.count == 2 {
-            guard let port = Int(hostPart[1]), (1...65535).contains(port) else { return nil }
+            // Digits only: Int("+80") would parse, and "https://h:+80" is no URL.
+            guard hostPart[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let port = Int(hostPart[1]),
+                  (1...65535).contains(port) else { return nil }
         }
         guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") && $0 != UInt8(ascii: "\\") }) else {
             return nil

@@ -6,6 +6,8 @@ import Yams
 struct K8sASNImporter: SourceImporter {
     let format = "k8s-asns"
     let summary = "k8s.io vendor ASN YAML: name, redirectsTo {registry, artifacts}, asns"
+    /// The vendor files come as a directory, one provider per file.
+    let readsDirectories = true
 
     func parse(_ bytes: [UInt8], name: String, options: SourceOptions) throws -> ImportedData {
         let node: Node?
@@ -17,6 +19,9 @@ struct K8sASNImporter: SourceImporter {
         guard let root = node?.mapping else { throw ImportError(origin: name, message: "expected a mapping at the top level") }
         guard let provider = root["name"]?.string, !provider.isEmpty else {
             throw ImportError(origin: name, message: "missing 'name'")
+        }
+        if let byte = SnapshotText.controlByte(in: provider) {
+            throw ImportError(origin: name, message: "'name' contains control byte 0x\(String(byte, radix: 16))")
         }
         var data = ImportedData()
         if let redirects = root["redirectsTo"] {

@@ -54,6 +54,12 @@ public struct ImportedData: Sendable {
         guard let parsed = IPPrefix.parse(text) else {
             throw ImportError(origin: origin, message: "invalid prefix '\(text)'")
         }
+        // Names and regions reach NGINX variables, debug headers and metrics labels.
+        for (field, value) in [("provider", provider), ("region", region)] {
+            if let value, let byte = SnapshotText.controlByte(in: value) {
+                throw ImportError(origin: origin, message: "\(field) '\(SnapshotText.escaped(value))' contains control byte 0x\(String(byte, radix: 16))")
+            }
+        }
         if parsed.hadHostBits {
             notes.append("\(origin): prefix \(text) has host bits set; using \(parsed.prefix)")
         }
@@ -95,6 +101,14 @@ public protocol SourceImporter: Sendable {
     var summary: String { get }
     /// Parses `bytes`, read from `name`.
     func parse(_ bytes: [UInt8], name: String, options: SourceOptions) throws -> ImportedData
+    /// Whether a directory path stands for every `*.yaml`/`*.yml` file in it, each parsed on its own.
+    /// Default false: for other formats a directory is an error, not a list of YAML files.
+    var readsDirectories: Bool { get }
+}
+
+extension SourceImporter {
+    /// Most formats read one file.
+    public var readsDirectories: Bool { false }
 }
 
 /// The registry of importers.
@@ -125,5 +139,19 @@ func forEachLine(_ bytes: [UInt8], _ body: (Int, Substring) throws -> Void) reth
         if stop > start && bytes[stop - 1] == 0x0D { stop -= 1 }
         try body(number, Substring(String(decoding: bytes[start..<stop], as: UTF8.self)))
         start = end + 1
+    }
+}
+
+/// Text that goes into a snapshot's string table: the loader rejects control bytes (other than
+/// the NUL terminators) and DEL, because every string can reach a response header or a log line.
+enum SnapshotText {
+    /// The first control byte or DEL in `text`, or nil.
+    static func controlByte(in text: String) -> UInt8? {
+        text.utf8.first { $0 < 0x20 || $0 == 0x7f }
+    }
+
+    /// `text` with control bytes shown as `\xNN`.
+    static func escaped(_ text: String) -> String {
+        text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\x" + String($0.value, radix: 16) : String($0) }.joined()
     }
 }

@@ -140,6 +140,23 @@ public struct Poptrie: @unchecked Sendable {
             nodeBase: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + 20, as: UInt32.self)))
     }
 
+    /// One stride step: the child at `position` (0–63) of node `index`. Returns the leaf when the
+    /// child is a leaf; otherwise moves `index` to the child node and returns nil.
+    @inlinable @inline(__always)
+    func step(_ index: inout Int, _ position: UInt64) -> UInt32? {
+        let node = nodes + index &* 24
+        let vector = node.loadUnaligned(as: UInt64.self)
+        let below = (UInt64(2) &<< position) &- 1
+        if vector & (UInt64(1) &<< position) != 0 {
+            let base = node.loadUnaligned(fromByteOffset: 20, as: UInt32.self)
+            index = Int(truncatingIfNeeded: base) &+ (vector & below).nonzeroBitCount &- 1
+            return nil
+        }
+        let leafVector = node.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        let base = node.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+        return leaves[Int(truncatingIfNeeded: base) &+ (leafVector & below).nonzeroBitCount &- 1]
+    }
+
     /// Packed match (``PackedMatch``) for an IPv4 address; 0 when nothing matches.
     @inlinable @inline(__always)
     public func lookup(v4 address: UInt32) -> UInt32 {
@@ -148,21 +165,30 @@ public struct Poptrie: @unchecked Sendable {
         var index = Int(truncatingIfNeeded: entry & 0x7fff_ffff)
         var key = UInt64(truncatingIfNeeded: address) &<< 50
         for _ in 0..<3 {
-            let node = nodes + index &* 24
-            let vector = node.loadUnaligned(as: UInt64.self)
-            let position = key &>> 58
+            if let leaf = step(&index, key &>> 58) { return leaf }
             key = key &<< 6
-            let mask = (UInt64(2) &<< position) &- 1
-            if vector & (UInt64(1) &<< position) != 0 {
-                let base = node.loadUnaligned(fromByteOffset: 20, as: UInt32.self)
-                index = Int(truncatingIfNeeded: base) &+ (vector & mask).nonzeroBitCount &- 1
-                continue
-            }
-            let leafVector = node.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-            let base = node.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
-            return leaves[Int(truncatingIfNeeded: base) &+ (leafVector & mask).nonzeroBitCount &- 1]
         }
         return 0
+    }
+
+    /// Packed matches for many IPv4 addresses. Groups of eight first load their direct entries
+    /// together, so the cache misses of independent lookups overlap instead of queuing.
+    @inlinable
+    public func lookup(v4 addresses: UnsafePointer<UInt32>, count: Int, into results: UnsafeMutablePointer<UInt32>) {
+        var start = 0
+        while start &+ 8 <= count {
+            for lane in 0..<8 {
+                results[start &+ lane] = direct[Int(truncatingIfNeeded: addresses[start &+ lane] &>> 14)]
+            }
+            for lane in 0..<8 where results[start &+ lane] & 0x8000_0000 != 0 {
+                results[start &+ lane] = lookup(v4: addresses[start &+ lane])
+            }
+            start &+= 8
+        }
+        while start < count {
+            results[start] = lookup(v4: addresses[start])
+            start &+= 1
+        }
     }
 
     /// Packed match (``PackedMatch``) for an IPv6 address; 0 when nothing matches.
@@ -173,19 +199,8 @@ public struct Poptrie: @unchecked Sendable {
         var index = Int(truncatingIfNeeded: entry & 0x7fff_ffff)
         var key = address &<< 16
         for _ in 0..<19 {
-            let node = nodes + index &* 24
-            let vector = node.loadUnaligned(as: UInt64.self)
-            let position = UInt64(truncatingIfNeeded: key &>> 122)
+            if let leaf = step(&index, UInt64(truncatingIfNeeded: key &>> 122)) { return leaf }
             key = key &<< 6
-            let mask = (UInt64(2) &<< position) &- 1
-            if vector & (UInt64(1) &<< position) != 0 {
-                let base = node.loadUnaligned(fromByteOffset: 20, as: UInt32.self)
-                index = Int(truncatingIfNeeded: base) &+ (vector & mask).nonzeroBitCount &- 1
-                continue
-            }
-            let leafVector = node.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-            let base = node.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
-            return leaves[Int(truncatingIfNeeded: base) &+ (leafVector & mask).nonzeroBitCount &- 1]
         }
         return 0
     }

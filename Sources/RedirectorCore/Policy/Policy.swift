@@ -128,7 +128,15 @@ extension Policy {
             try strings.validate(StringRef(offset: try reader.read(), length: try reader.read()), "policy section: \(place())")
         }
         func hosts(_ place: String) throws -> TargetHosts {
-            TargetHosts(registry: try string("\(place) registry"), artifacts: try string("\(place) artifacts"))
+            TargetHosts(registry: try url("\(place) registry"), artifacts: try url("\(place) artifacts"))
+        }
+        /// A redirect target: empty, or an http(s) base URL (see ``OutputSyntax/isTargetURL(_:)``).
+        func url(_ place: @autoclosure () -> String) throws -> StringRef {
+            let reference = try string(place())
+            guard reference.isEmpty || OutputSyntax.isTargetURL(strings.bytes(reference)) else {
+                throw fail("\(place()) is not an http(s) base URL: '\(strings.string(reference))'")
+            }
+            return reference
         }
         func status(_ place: String, _ allowed: ClosedRange<Int32>) throws -> Int32 {
             let value: Int32 = try reader.read()
@@ -193,7 +201,9 @@ extension Policy {
                 let code = try status(place, 100...599)
                 var headers: [Header] = []
                 for _ in 0..<(try reader.readCount(minimumElementSize: 16)) {
-                    headers.append(Header(name: try string("\(place) header name"), value: try string("\(place) header value")))
+                    let name = try string("\(place) header name")
+                    guard OutputSyntax.isToken(strings.bytes(name)) else { throw fail("\(place) has an invalid header name") }
+                    headers.append(Header(name: name, value: try string("\(place) header value")))
                 }
                 action = .respond(status: code, headers: headers)
             case 2:
@@ -205,14 +215,19 @@ extension Policy {
                     let fixed: Int32 = try reader.read()
                     target = .provider(targetClass, provider: fixed < 0 ? nil : try providerIndex(fixed, place))
                 case 1:
-                    target = .url(try string("\(place) target"))
+                    let url = try url("\(place) target")
+                    guard !url.isEmpty else { throw fail("\(place) redirects to an empty URL") }
+                    target = .url(url)
                 case let kind:
                     throw fail("\(place) has target kind \(kind)")
                 }
                 var template: [TemplatePart] = []
                 for _ in 0..<(try reader.readCount(minimumElementSize: 1)) {
                     switch try reader.read(UInt8.self) {
-                    case 0: template.append(.literal(try string("\(place) path template")))
+                    case 0:
+                        let literal = try string("\(place) path template")
+                        guard OutputSyntax.isPathText(strings.bytes(literal)) else { throw fail("\(place) has a path template with spaces") }
+                        template.append(.literal(literal))
                     case 1:
                         let capture = Int(try reader.read(UInt32.self))
                         guard capture < captureCount else { throw fail("\(place) template names capture \(capture)") }
@@ -220,6 +235,9 @@ extension Policy {
                     case 2: template.append(.path)
                     case let kind: throw fail("\(place) has template part kind \(kind)")
                     }
+                }
+                guard OutputSyntax.templateStartsPath(template, strings: strings) else {
+                    throw fail("\(place) has a path template that does not start with '/' or {path}")
                 }
                 let keepQuery: UInt8 = try reader.read()
                 action = .redirect(status: code, target: target, path: template, keepQuery: keepQuery != 0)
@@ -282,5 +300,83 @@ extension ByteWriter {
     mutating func write(indices: [Int32]) {
         write(UInt32(indices.count))
         for index in indices { write(index) }
+    }
+}
+
+/// What may reach a response header: checked when a snapshot is opened (and by the compiler), so
+/// that decisions can copy these bytes into a `Location` without looking at them again.
+public enum OutputSyntax {
+    /// Path text as a decision copies it from a request: no control byte, space or DEL (bytes
+    /// 0x80–0xff pass, as they do in request paths).
+    public static func isPathText(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for byte in bytes where byte <= 0x20 || byte == 0x7f { return false }
+        return true
+    }
+
+    /// An RFC 9110 token (header name).
+    public static func isToken(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count > 0 else { return false }
+        for byte in bytes {
+            let alphanumeric = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+            guard alphanumeric || "!#$%&'*+-.^_`|~".utf8.contains(byte) else { return false }
+        }
+        return true
+    }
+
+    /// `http://` or `https://`, a non-empty authority of letters, digits, `.`, `-` and `:` (port),
+    /// then an optional path of visible bytes without `?`, `#` or `\`: exactly what the compiler's
+    /// target normalization produces. The authority ends the base URL, and a decision only ever
+    /// appends `/…` or `?…` to it, so no request can change the host a redirect names.
+    public static func isTargetURL(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index: Int
+        if startsWith(bytes, "https://") {
+            index = 8
+        } else if startsWith(bytes, "http://") {
+            index = 7
+        } else {
+            return false
+        }
+        let authorityStart = index
+        while index < bytes.count && bytes[index] != UInt8(ascii: "/") {
+            let byte = bytes[index]
+            let allowed = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ":")
+            guard allowed else { return false }
+            index += 1
+        }
+        guard index > authorityStart, bytes[authorityStart] != UInt8(ascii: ":") else { return false }
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte > 0x20, byte < 0x7f, byte != UInt8(ascii: "?"), byte != UInt8(ascii: "#"), byte != UInt8(ascii: "\\") else {
+                return false
+            }
+            index += 1
+        }
+        return true
+    }
+
+    /// Whether a rewrite template's output starts with `/` (or is empty): a template that started
+    /// with a capture could continue the target's host (`https://mirror.example` + `@evil.example`).
+    static func templateStartsPath(_ template: [TemplatePart], strings: StringTable) -> Bool {
+        for part in template {
+            switch part {
+            case .path:
+                return true
+            case .capture:
+                return false
+            case .literal(let reference):
+                let bytes = strings.bytes(reference)
+                if bytes.isEmpty { continue }
+                return bytes[0] == UInt8(ascii: "/")
+            }
+        }
+        return true
+    }
+
+    private static func startsWith(_ bytes: UnsafeRawBufferPointer, _ prefix: StaticString) -> Bool {
+        guard bytes.count >= prefix.utf8CodeUnitCount else { return false }
+        let start = prefix.utf8Start
+        for index in 0..<prefix.utf8CodeUnitCount where bytes[index] != start[index] { return false }
+        return true
     }
 }

@@ -24,6 +24,9 @@ public struct MethodFilter: Hashable, Sendable {
 }
 
 /// Which clients a route applies to, by their matched provider.
+///
+/// The clients of an inactive provider count as clients of no provider everywhere, so that such a
+/// provider "matches and is explained, but is never redirected" even by a route that lists it.
 public enum ClientFilter: Hashable, Sendable {
     /// Every client.
     case any
@@ -31,9 +34,9 @@ public enum ClientFilter: Hashable, Sendable {
     case matched
     /// Clients that matched no active provider.
     case unmatched
-    /// Clients of the listed providers (by index).
+    /// Clients of the listed active providers (by index).
     case providers([Int32])
-    /// Clients of any other provider, or of none.
+    /// Clients of any other provider, of an inactive one, or of none.
     case exceptProviders([Int32])
 
     /// Whether a client of `provider` (-1 for none) passes; `isActive` tells whether that provider is active.
@@ -43,8 +46,8 @@ public enum ClientFilter: Hashable, Sendable {
         case .any: return true
         case .matched: return provider >= 0 && isActive
         case .unmatched: return provider < 0 || !isActive
-        case .providers(let list): return list.contains(provider)
-        case .exceptProviders(let list): return !list.contains(provider)
+        case .providers(let list): return isActive && list.contains(provider)
+        case .exceptProviders(let list): return !(isActive && list.contains(provider))
         }
     }
 }

@@ -47,9 +47,17 @@ public struct StringTable: @unchecked Sendable {
     private let base: UnsafeRawPointer
 
     /// Wraps the table's memory, which must start with the empty string and end with a NUL.
+    ///
+    /// Every string of a snapshot can reach a response header or a log line (targets, header
+    /// values, provider and region names in NGINX variables and debug headers), so the table may
+    /// hold no control byte other than the NUL terminators and no DEL: a snapshot that would let
+    /// a CR or LF into a header is rejected whole.
     public init(bytes: UnsafeRawBufferPointer) throws {
         guard let base = bytes.baseAddress, bytes.count > 0, bytes[0] == 0, bytes[bytes.count - 1] == 0 else {
             throw ByteReader.OutOfBounds(description: "string table is not NUL-terminated")
+        }
+        for index in 0..<bytes.count where (bytes[index] < 0x20 && bytes[index] != 0) || bytes[index] == 0x7f {
+            throw ByteReader.OutOfBounds(description: "string table holds control byte 0x\(String(bytes[index], radix: 16)) at offset \(index)")
         }
         self.bytes = bytes
         self.base = base

@@ -6,7 +6,7 @@
 ///      8     4  format version (1)
 ///     12     4  section count
 ///     16     8  file size in bytes
-///     24     8  checksum: XXH64 (seed 0) of bytes 64..<file size
+///     24     8  checksum: ``SnapshotFormat/checksum(_:)``, covering every byte but itself
 ///     32     8  creation time, Unix seconds
 ///     40    24  reserved, zero
 ///     64  16×n  section directory: tag (4 ASCII bytes), reserved (4), offset (4), length (4)
@@ -21,8 +21,17 @@ public enum SnapshotFormat {
     public static let magic: [UInt8] = Array("RDRSNAP\0".utf8)
     /// The version this library reads and writes.
     public static let version: UInt32 = 1
-    /// Header size; the checksum covers everything after it.
+    /// Header size.
     public static let headerSize = 64
+
+    /// The checksum of a whole snapshot (at least ``headerSize`` bytes): XXH64 of bytes 32..<size
+    /// (creation time, reserved bytes, directory, sections), seeded with XXH64 (seed 0) of bytes
+    /// 0..<24 (magic, version, section count, file size). Every byte except the checksum field
+    /// itself is covered, so no flipped bit anywhere goes unnoticed.
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        let head = XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[0..<24]))
+        return XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[32...]), seed: head)
+    }
     /// Size of one section directory entry.
     public static let directoryEntrySize = 16
 
@@ -148,9 +157,7 @@ public struct SnapshotContents: Sendable {
         }
         file.align(to: 8)
         file.patch(UInt64(file.bytes.count), at: 16)
-        let checksum = file.bytes.withUnsafeBytes {
-            XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0[SnapshotFormat.headerSize...]))
-        }
+        let checksum = file.bytes.withUnsafeBytes { SnapshotFormat.checksum($0) }
         file.patch(checksum, at: 24)
         return file.bytes
     }

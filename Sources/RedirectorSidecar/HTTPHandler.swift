@@ -1,0 +1,397 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import RedirectorCore
+
+/// Shared, immutable per-server state the connection handlers read.
+final class SidecarContext: Sendable {
+    let translator: RequestTranslator
+    let store: SnapshotStore
+    let metrics: SidecarMetrics
+    let logger: Logger
+    let lifecycle: ServerLifecycle
+
+    init(translator: RequestTranslator, store: SnapshotStore, metrics: SidecarMetrics, logger: Logger, lifecycle: ServerLifecycle) {
+        self.translator = translator
+        self.store = store
+        self.metrics = metrics
+        self.logger = logger
+        self.lifecycle = lifecycle
+    }
+
+    var configuration: SidecarConfiguration { translator.configuration }
+
+    var isReady: Bool { store.current != nil && !lifecycle.isShuttingDown }
+}
+
+/// Answers the requests of one connection. Decisions are made synchronously on the event loop with the
+/// allocation-free decider; the `Location` is built in a buffer owned by the connection.
+///
+/// Responses are serialized straight into a `ByteBuffer` (no response encoder or pipelining handler):
+/// every request is answered when its end arrives, in order, so HTTP/1.1 pipelining needs no queue.
+final class SidecarHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        var status: Int
+        var headers: [(name: String, value: String)]
+        var body: [UInt8]
+        var version: HTTPVersion
+        var isHead: Bool
+        var keepAlive: Bool
+        var started: UInt64
+        var timed: Bool
+    }
+
+    private let shared: SidecarContext
+    private let mode: ListenerMode
+    private let location: UnsafeMutableRawBufferPointer
+    private var peer: IPAddress?
+    private var peerText = "-"
+    private var cached: LoadedSnapshot?
+    private var cachedGeneration = -1
+    private var pending: Pending?
+    private var awaitingEnd = false
+    private var bodyBytes = 0
+    private var requestTimeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+    private var quiescing = false
+    private var closing = false
+
+    init(context: SidecarContext, mode: ListenerMode) {
+        self.shared = context
+        self.mode = mode
+        self.location = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        self.requestTimeout = context.configuration.requestTimeout.timeAmount
+    }
+
+    deinit {
+        location.deallocate()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let address = context.channel.remoteAddress {
+            peerText = address.ipAddress ?? "\(address)"
+            peer = address.ipAddress.flatMap { IPAddress($0) }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            guard !closing else { return }  // pipelined after a "connection: close" answer
+            bodyBytes = 0
+            awaitingEnd = true
+            pending = answer(head)
+        case .body(let buffer):
+            bodyBytes &+= buffer.readableBytes
+            if bodyBytes > shared.configuration.maximumBodyBytes {
+                pending?.keepAlive = false
+                finish(context: context)
+            }
+        case .end:
+            finish(context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // A request still missing its end after this read gets a deadline; complete requests never pay for a timer.
+        if awaitingEnd && deadline == nil && pending != nil {
+            let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            deadline = context.eventLoop.scheduleTask(in: requestTimeout) {
+                let handler = loopBoundSelf.value
+                handler.deadline = nil
+                guard handler.awaitingEnd else { return }
+                handler.shared.metrics.timeouts.increment()
+                handler.shared.logger.notice("request timed out before its end; answered and closing", metadata: ["peer": "\(handler.peerText)"])
+                handler.pending?.keepAlive = false
+                handler.finish(context: loopBoundContext.value)
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, !awaitingEnd {
+            context.close(promise: nil)
+            return
+        }
+        if event is ChannelShouldQuiesceEvent {
+            // Shutdown: an idle connection closes now, a busy one after its answer.
+            quiescing = true
+            if !awaitingEnd { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        shared.logger.debug("connection error", metadata: ["peer": "\(peerText)", "error": "\(error)"])
+        // A malformed or oversized request head gets a bodiless answer before the connection closes.
+        let status: Int? = switch error {
+        case is HTTPParserError: 400
+        case is ByteToMessageDecoderError.PayloadTooLargeError: 431
+        default: nil
+        }
+        if let status, !awaitingEnd {
+            var buffer = context.channel.allocator.buffer(capacity: 96)
+            Self.writeHead(status: status, version: .http1_1, headers: [("connection", "close")], bodyLength: 0, into: &buffer)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+        awaitingEnd = false
+        pending = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        pending = nil
+        context.fireChannelInactive()
+    }
+
+    // MARK: Answers
+
+    private func finish(context: ChannelHandlerContext) {
+        awaitingEnd = false
+        deadline?.cancel()
+        deadline = nil
+        guard let response = pending else { return }
+        pending = nil
+        let keepAlive = response.keepAlive && !quiescing
+        var connection: (name: String, value: String)?
+        if !keepAlive {
+            connection = ("connection", "close")
+        } else if response.version.major == 1 && response.version.minor == 0 {
+            connection = ("connection", "keep-alive")
+        }
+        let bodyLength = response.isHead ? 0 : response.body.count
+        var buffer = context.channel.allocator.buffer(capacity: 128 &+ bodyLength &+ response.headers.count &* 64)
+        Self.writeHead(status: response.status, version: response.version, headers: response.headers,
+                       connection: connection, bodyLength: response.body.count, into: &buffer)
+        if bodyLength > 0 { buffer.writeBytes(response.body) }
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        } else {
+            closing = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        }
+        if response.timed {
+            shared.metrics.duration.recordNanoseconds(Int64(NIODeadline.now().uptimeNanoseconds &- response.started))
+        }
+    }
+
+    /// Serializes a response head: status line, headers (any with CR, LF or NUL dropped), Content-Length.
+    static func writeHead(status: Int, version: HTTPVersion, headers: [(name: String, value: String)],
+                          connection: (name: String, value: String)? = nil, bodyLength: Int, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString(version.major == 1 && version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        buffer.writeString(String(status))
+        buffer.writeStaticString(" ")
+        buffer.writeString(HTTPResponseStatus(statusCode: status).reasonPhrase)
+        buffer.writeStaticString("\r\n")
+        for header in headers where isFieldSafe(header.name) && isFieldSafe(header.value) {
+            buffer.writeString(header.name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(header.value)
+            buffer.writeStaticString("\r\n")
+        }
+        if let connection {
+            buffer.writeString(connection.name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(connection.value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("content-length: ")
+        buffer.writeString(String(bodyLength))
+        buffer.writeStaticString("\r\n\r\n")
+    }
+
+    @inline(__always)
+    static func isFieldSafe(_ text: String) -> Bool {
+        !text.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 }
+    }
+
+    private func currentSnapshot() -> LoadedSnapshot? {
+        let generation = shared.store.generation
+        if generation != cachedGeneration {
+            cached = shared.store.current
+            cachedGeneration = generation
+        }
+        return cached
+    }
+
+    private func answer(_ head: HTTPRequestHead) -> Pending {
+        let started = NIODeadline.now().uptimeNanoseconds
+        let route = shared.translator.route(uri: head.uri, mode: mode)
+        shared.metrics.count(route.endpoint)
+        requestTimeout = shared.configuration.requestTimeout.timeAmount
+        var response: SidecarResponse
+        let isHead = head.method == .HEAD
+        switch route.endpoint {
+        case .healthz:
+            response = SidecarResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8))
+        case .readyz:
+            let ready = shared.isReady
+            response = SidecarResponse(status: ready ? 200 : 503, headers: [("Content-Type", "application/json")],
+                                       body: Array(readinessBody(ready: ready).utf8))
+        case .metrics:
+            let body = shared.metrics.exposition(store: shared.store, ready: shared.isReady, now: SnapshotStore.unixTime())
+            response = SidecarResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: body)
+        case .explain:
+            response = explainAnswer(uri: head.uri, headers: head.headers)
+        case .notFound:
+            response = SidecarResponse(status: 404, headers: [("Content-Type", "text/plain")], body: Array("not found\n".utf8))
+        case .extAuthz, .forwardAuth, .authRequest, .standalone:
+            response = decide(head, endpoint: route.endpoint, target: route.target)
+            if route.endpoint == .extAuthz, let budget = head.headers.first(name: "x-envoy-expected-rq-timeout-ms"),
+               let milliseconds = Int64(budget), milliseconds > 0 {
+                // Never answer after Envoy stopped waiting: the remaining body gets at most its budget.
+                requestTimeout = min(.milliseconds(milliseconds), requestTimeout)
+            }
+        }
+        return Pending(
+            status: response.status, headers: response.headers, body: response.body, version: head.version,
+            isHead: isHead, keepAlive: head.isKeepAlive && !shared.lifecycle.isShuttingDown,
+            started: started, timed: route.endpoint.decides)
+    }
+
+    private func decide(_ head: HTTPRequestHead, endpoint: Endpoint, target: Substring) -> SidecarResponse {
+        let translator = shared.translator
+        guard let loaded = currentSnapshot() else {
+            shared.metrics.unavailable.increment()
+            return translator.unavailableResponse(endpoint: endpoint)
+        }
+        guard let request = translator.checkRequest(endpoint: endpoint, method: head.method.rawValue, target: target,
+                                                    headers: head.headers, peer: peer, resolver: loaded.resolver) else {
+            loaded.count(provider: -1, outcome: .invalid)
+            shared.logger.debug("check request without the original request", metadata: ["peer": "\(peerText)", "endpoint": "\(endpoint.label)"])
+            return translator.invalidResponse(endpoint: endpoint)
+        }
+        let (decision, location) = translator.decide(request, snapshot: loaded.snapshot, location: self.location)
+        var response = translator.response(to: decision, location: location, endpoint: endpoint, target: request.target,
+                                           snapshot: loaded.snapshot)
+        loaded.count(provider: decision.attributes.provider, outcome: response.outcome)
+        if shared.configuration.explain {
+            response.headers.append((RequestTranslator.explainHeader, translator.explanation(request, snapshot: loaded.snapshot)))
+        }
+        shared.logger.trace("decision", metadata: [
+            "endpoint": "\(endpoint.label)", "peer": "\(peerText)", "client": "\(request.client.map { "\($0)" } ?? "-")",
+            "method": "\(request.method)", "target": "\(request.target)", "status": "\(response.status)",
+            "outcome": "\(response.outcome.label)", "location": "\(location ?? "-")",
+        ])
+        return response
+    }
+
+    private func readinessBody(ready: Bool) -> String {
+        let status = shared.store.status
+        var fields: [String] = ["\"ready\":\(ready)"]
+        fields.append("\"shutting_down\":\(shared.lifecycle.isShuttingDown)")
+        if let loaded = shared.store.current {
+            let snapshot = loaded.snapshot
+            fields.append("\"snapshot\":{\"path\":\(JSON.string(snapshot.path)),\"checksum\":\"\(String(snapshot.checksum, radix: 16))\","
+                + "\"created_at\":\(snapshot.createdAt),\"loaded_at\":\(Int64(loaded.loadedAt)),"
+                + "\"prefixes_v4\":\(snapshot.prefixCounts.v4),\"prefixes_v6\":\(snapshot.prefixCounts.v6)}")
+        } else {
+            fields.append("\"snapshot\":null")
+        }
+        fields.append("\"reloads\":\(status.successes)")
+        fields.append("\"reload_failures\":\(status.failures)")
+        fields.append("\"last_reload_error\":\(status.lastError.map(JSON.string) ?? "null")")
+        return "{" + fields.joined(separator: ",") + "}\n"
+    }
+
+    private func explainAnswer(uri: String, headers: HTTPHeaders) -> SidecarResponse {
+        let parameters = QueryString.parse(uri)
+        guard let loaded = currentSnapshot() else {
+            return SidecarResponse(status: 503, headers: [("Content-Type", "text/plain")], body: Array("no snapshot loaded\n".utf8))
+        }
+        let client: IPAddress?
+        if let text = parameters["client"] {
+            client = IPAddress(text)
+        } else {
+            client = shared.translator.clientAddress(headers: headers, peer: peer, resolver: loaded.resolver)
+        }
+        let request = CheckRequest(method: parameters["method"] ?? "GET", target: parameters["target"] ?? "/", client: client)
+        let text = shared.translator.explanation(request, snapshot: loaded.snapshot)
+        return SidecarResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array((text + "\n").utf8))
+    }
+}
+
+extension Duration {
+    /// The duration as NIO's `TimeAmount` (nanosecond precision).
+    var timeAmount: TimeAmount {
+        let (seconds, attoseconds) = components
+        return .nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
+    }
+}
+
+/// Minimal JSON text helpers.
+enum JSON {
+    /// `text` as a JSON string literal.
+    static func string(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result + "\""
+    }
+}
+
+/// Percent-decoded query parameters.
+enum QueryString {
+    /// The parameters of `uri`'s query (the last value wins).
+    static func parse(_ uri: String) -> [String: String] {
+        guard let question = uri.firstIndex(of: "?") else { return [:] }
+        var result: [String: String] = [:]
+        for pair in uri[uri.index(after: question)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = decode(parts[0])
+            result[name] = parts.count > 1 ? decode(parts[1]) : ""
+        }
+        return result
+    }
+
+    /// Percent-decoding with `+` as space; malformed escapes stay as they are.
+    static func decode(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var utf8 = Array(text.utf8)[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "%"), utf8.count >= 2,
+               let high = hexValue(utf8[utf8.startIndex]), let low = hexValue(utf8[utf8.startIndex + 1]) {
+                bytes.append(high << 4 | low)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}

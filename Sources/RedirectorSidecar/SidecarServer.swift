@@ -1,0 +1,222 @@
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// Whether the server is shutting down (readable from any thread).
+final class ServerLifecycle: Sendable {
+    private let shuttingDown = Atomic<Bool>(false)
+
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+
+    func beginShutdown() { shuttingDown.store(true, ordering: .relaxed) }
+}
+
+/// The sidecar HTTP server: every configured listener on one SwiftNIO event-loop group.
+///
+/// Run it in a `ServiceGroup` next to a ``SnapshotReloader``: on graceful shutdown (SIGTERM) it marks
+/// itself not ready, waits ``SidecarConfiguration/shutdownDelay``, stops accepting, lets in-flight
+/// requests finish (up to ``SidecarConfiguration/shutdownTimeout``) and closes.
+public final class SidecarServer: Service, Sendable {
+    /// The configuration served.
+    public let configuration: SidecarConfiguration
+    /// The snapshot holder.
+    public let store: SnapshotStore
+    /// The metrics.
+    public let metrics: SidecarMetrics
+    let logger: Logger
+    let lifecycle = ServerLifecycle()
+    let group: MultiThreadedEventLoopGroup
+    private let bound = Mutex<[(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)]?>(nil)
+
+    /// Creates a server; nothing is loaded or bound until ``start()``.
+    public init(configuration: SidecarConfiguration, logger: Logger, metrics: SidecarMetrics = SidecarMetrics()) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        self.store = SnapshotStore(path: configuration.snapshotPath, extraTrustedProxies: configuration.trustedProxies,
+                                   metrics: metrics, logger: logger)
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads)
+    }
+
+    /// Loads the snapshot and binds every listener.
+    ///
+    /// - Returns: the listeners with their actual ports (useful with port 0).
+    /// - Throws: when the snapshot is invalid (unless ``SidecarConfiguration/allowMissingSnapshot``) or a bind fails.
+    @discardableResult
+    public func start() async throws -> [ListenerConfiguration] {
+        if let existing = bound.withLock({ $0 }) { return existing.map(\.listener) }
+        if store.current == nil && !store.reload(reason: "startup") && !configuration.allowMissingSnapshot {
+            throw ConfigurationError(store.status.lastError ?? "cannot load \(configuration.snapshotPath)")
+        }
+        let context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store,
+                                     metrics: metrics, logger: logger, lifecycle: lifecycle)
+        var channels: [(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)] = []
+        do {
+            for listener in configuration.listeners {
+                let quiesce = ServerQuiescingHelper(group: group)
+                let channel = try await bootstrap(listener: listener, context: context, quiesce: quiesce)
+                    .bind(host: listener.host, port: listener.port).get()
+                var actual = listener
+                actual.port = channel.localAddress?.port ?? listener.port
+                channels.append((channel, quiesce, actual))
+                let host = actual.host.contains(":") ? "[\(actual.host)]" : actual.host
+                logger.info("listening", metadata: ["mode": "\(listener.mode)", "address": "\(host):\(actual.port)"])
+            }
+        } catch {
+            for entry in channels { try? await entry.channel.close() }
+            throw error
+        }
+        bound.withLock { $0 = channels }
+        return channels.map(\.listener)
+    }
+
+    private func bootstrap(listener: ListenerConfiguration, context: SidecarContext, quiesce: ServerQuiescingHelper) -> ServerBootstrap {
+        let configuration = self.configuration
+        let mode = listener.mode
+        return ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let idle = configuration.idleTimeout.timeAmount
+                    var limits = NIOHTTPDecoderLimitConfiguration()
+                    limits.maxHeaderListSize = configuration.maximumHeaderBytes
+                    limits.maxHeaderFieldSize = configuration.maximumHeaderBytes
+                    limits.maxHeaderFieldCount = 256
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(IdleStateHandler(readTimeout: idle))
+                    // The buffer limit also bounds the request line, which the header limits do not cover.
+                    try operations.addHandler(ByteToMessageHandler(
+                        HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                           limitConfiguration: limits),
+                        maximumBufferSize: configuration.maximumHeaderBytes &* 2))
+                    try operations.addHandler(SidecarHTTPHandler(context: context, mode: mode))
+                }
+            }
+    }
+
+    /// Runs until graceful shutdown (or cancellation), then shuts down.
+    public func run() async throws {
+        try await start()
+        do {
+            try await gracefulShutdown()
+        } catch {
+            // Cancelled: shut down all the same.
+        }
+        await shutdown()
+    }
+
+    /// Stops accepting, finishes in-flight requests and releases the threads. Safe to call more than once.
+    public func shutdown() async {
+        lifecycle.beginShutdown()
+        guard let channels = bound.withLock({ state -> [(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)]? in
+            defer { state = [] }
+            return state
+        }) else {
+            try? await group.shutdownGracefully()
+            return
+        }
+        if !channels.isEmpty {
+            logger.info("shutting down", metadata: ["delay": "\(configuration.shutdownDelay)"])
+            if configuration.shutdownDelay > .zero {
+                try? await Task.sleep(for: configuration.shutdownDelay)
+            }
+            let quiesced = channels.map { entry in
+                let promise = group.next().makePromise(of: Void.self)
+                entry.quiesce.initiateShutdown(promise: promise)
+                return promise.futureResult
+            }
+            let all = EventLoopFuture.andAllComplete(quiesced, on: group.next())
+            let timeout = configuration.shutdownTimeout
+            let finished = await withTaskGroup(of: Bool.self) { tasks in
+                tasks.addTask { (try? await all.get()) != nil }
+                tasks.addTask {
+                    try? await Task.sleep(for: timeout)
+                    return false
+                }
+                let first = await tasks.next() ?? false
+                tasks.cancelAll()
+                return first
+            }
+            if !finished {
+                logger.warning("in-flight requests did not finish before the shutdown timeout; closing")
+            }
+            logger.info("stopped")
+        }
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// Reloads the snapshot on SIGHUP and when its file changes.
+///
+/// A change is noticed by polling the file's device, inode, size and modification time (which also
+/// follows Kubernetes' ConfigMap symlink swaps); the file must then stay unchanged for a short settle
+/// time, so a file being written is not read half-way.
+public struct SnapshotReloader: Service {
+    /// The store to reload.
+    public let store: SnapshotStore
+    /// Polling interval; nil disables polling.
+    public let interval: Duration?
+    /// Whether SIGHUP triggers a reload.
+    public let handlesSignals: Bool
+    /// How long a changed file must stay unchanged before it is read.
+    public let settleTime: Duration
+
+    /// Creates a reloader.
+    public init(store: SnapshotStore, interval: Duration?, handlesSignals: Bool = true, settleTime: Duration = .milliseconds(200)) {
+        self.store = store
+        self.interval = interval
+        self.handlesSignals = handlesSignals
+        self.settleTime = settleTime
+    }
+
+    /// Runs until graceful shutdown or cancellation.
+    public func run() async throws {
+        let store = self.store
+        let interval = self.interval
+        let settleTime = self.settleTime
+        let signals: UnixSignalsSequence? = handlesSignals ? await UnixSignalsSequence(trapping: .sighup) : nil
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { tasks in
+                if let signals {
+                    tasks.addTask {
+                        for await _ in signals {
+                            store.logger.info("SIGHUP received: reloading the snapshot")
+                            store.reload(reason: "SIGHUP")
+                        }
+                    }
+                }
+                if let interval {
+                    tasks.addTask {
+                        while !Task.isCancelled {
+                            do { try await Task.sleep(for: interval) } catch { return }
+                            await Self.poll(store: store, settleTime: settleTime)
+                        }
+                    }
+                }
+                await tasks.waitForAll()
+            }
+        }
+    }
+
+    /// One poll: reloads a changed file once it has settled.
+    static func poll(store: SnapshotStore, settleTime: Duration) async {
+        guard let identity = FileIdentity.of(path: store.path), store.isNew(identity) else { return }
+        do { try await Task.sleep(for: settleTime) } catch { return }
+        guard FileIdentity.of(path: store.path) == identity else { return }  // still being written: next poll
+        store.reloadIfChanged()
+    }
+}

@@ -1,0 +1,193 @@
+"""Runs suites against backends and collects the results."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backends import BACKENDS, Backend, Context, Throughput
+from .backends.base import CLI
+from .check import Observation, judge
+from .suite import Case, Suite
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    backend: str
+    state: str                      # pass | fail | n/a | missing | error
+    detail: str = ""                # why n/a / missing / error, or the problems of a failure
+    expected: str = ""
+    observed: str = ""
+    matched: str = ""               # the variant or accepted alternative that made it pass
+    seconds: float | None = None
+    observation: Observation | None = None
+
+
+@dataclass
+class BackendInfo:
+    name: str
+    title: str
+    traits: list[str]
+    profile: str
+    missing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)       # start failures, process problems
+    latencies: list[float] = field(default_factory=list)  # suite requests
+    throughput: Throughput | None = None
+    diff_latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    suites: list[Suite]
+    backends: dict[str, BackendInfo]
+    results: dict[tuple[str, str], CaseResult]
+    started: float
+    finished: float = 0.0
+    diff: object | None = None            # diff.DiffResult when the differential ran
+    command: str = ""
+
+    def for_backend(self, name: str) -> list[CaseResult]:
+        return [r for (cid, b), r in self.results.items() if b == name]
+
+    def failures(self) -> list[CaseResult]:
+        return [r for r in self.results.values() if r.state in ("fail", "error")]
+
+    def missing(self) -> list[CaseResult]:
+        return [r for r in self.results.values() if r.state == "missing"]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def compile_suite(suite: Suite, workdir: Path) -> Path:
+    directory = workdir / "suites" / suite.name
+    config = suite.write_config(directory)
+    output = directory / "snapshot.rdb"
+    proc = subprocess.run([str(CLI), "compile", "--config", str(config), "--output", str(output)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"compile of suite {suite.name} failed:\n{proc.stderr.strip()}")
+    output.chmod(0o644)
+    return output
+
+
+def bench_request(suite: Suite):
+    for case in suite.cases:
+        r = case.request
+        if (case.expect.action == "redirect" and r.client is not None and r.method == b"GET"
+                and not r.headers and b"?" not in r.target):
+            return r
+    return None
+
+
+def make_backend(name: str, settings: dict) -> Backend:
+    return BACKENDS[name](**settings.get(name, {}))
+
+
+def run_suites(suites: list[Suite], names: list[str], workdir: Path, settings: dict | None = None,
+               bench_seconds: float = 2.0, bench_suite: str | None = None, timeout: float = 10.0) -> RunResult:
+    settings = settings or {}
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    result = RunResult(suites=suites, backends={}, results={}, started=time.time())
+    snapshots: dict[str, Path] = {}
+    compile_errors: dict[str, str] = {}
+    if not CLI.exists():
+        for s in suites:
+            compile_errors[s.name] = f"{CLI} is missing (swift build -c release): suites cannot be compiled"
+    else:
+        for s in suites:
+            try:
+                snapshots[s.name] = compile_suite(s, workdir)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                compile_errors[s.name] = str(e)
+                log(f"[conformance] {e}")
+    # Throughput is measured once per backend, on `simple` (the README's policy) when it is selected.
+    if bench_suite is None:
+        names_with_request = [s.name for s in suites if bench_request(s)]
+        bench_suite = "simple" if "simple" in names_with_request else next(iter(names_with_request), None)
+
+    for name in names:
+        backend = make_backend(name, settings)
+        info = BackendInfo(name, backend.title, sorted(backend.traits), backend.profile)
+        result.backends[name] = info
+        info.missing = backend.missing()
+        if info.missing:
+            log(f"[conformance] {name}: prerequisite missing: {'; '.join(info.missing)}")
+            for s in suites:
+                for c in s.cases:
+                    result.results[(c.id, name)] = CaseResult(c, name, "missing", "; ".join(info.missing))
+            continue
+        for s in suites:
+            cases = s.cases
+            reasons = {}
+            for c in cases:
+                why = None
+                lacking = c.requires - backend.traits
+                if lacking:
+                    why = f"needs {', '.join(sorted(lacking))}"
+                else:
+                    why = backend.applicable(c.request, s)
+                if why:
+                    reasons[c.id] = why
+                    result.results[(c.id, name)] = CaseResult(c, name, "n/a", why)
+            todo = [c for c in cases if c.id not in reasons]
+            if not todo:
+                continue
+            if s.name in compile_errors:
+                for c in todo:
+                    result.results[(c.id, name)] = CaseResult(c, name, "error", compile_errors[s.name])
+                continue
+            ctx = Context(suite=s, snapshot=snapshots[s.name], workdir=workdir / "backends" / s.name, timeout=timeout)
+            ctx.workdir.mkdir(parents=True, exist_ok=True)
+            ctx.workdir.chmod(0o755)
+            t0 = time.monotonic()
+            try:
+                backend.start(ctx)
+            except Exception as e:  # noqa: BLE001 - any start failure is reported per case
+                message = f"{name} did not start for suite {s.name}: {type(e).__name__}: {e}"
+                info.errors.append(message[:4000])
+                log(f"[conformance] {message[:2000]}")
+                for c in todo:
+                    result.results[(c.id, name)] = CaseResult(c, name, "error", message[:500])
+                try:
+                    backend.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+                continue
+            failed = 0
+            try:
+                for c in todo:
+                    primary, alternatives, because = c.expectations_for(backend.traits)
+                    obs = backend.send(c.request)
+                    verdict = judge(obs, backend.profile, backend.options, primary, alternatives, because)
+                    cr = CaseResult(c, name, "pass" if verdict.ok else "fail", "; ".join(verdict.problems),
+                                    primary.describe(), obs.describe(), verdict.matched, obs.seconds, obs)
+                    result.results[(c.id, name)] = cr
+                    if not obs.error:
+                        info.latencies.append(obs.seconds)
+                    failed += not verdict.ok
+                if bench_seconds > 0 and s.name == bench_suite and info.throughput is None:
+                    request = bench_request(s)
+                    if request is not None:
+                        info.throughput = backend.bench(request, bench_seconds)
+            finally:
+                try:
+                    backend.stop()
+                except Exception as e:  # noqa: BLE001
+                    info.errors.append(f"stop: {e}")
+                info.errors += backend.problems()
+            log(f"[conformance] {name:22s} {s.name:18s} {len(todo) - failed}/{len(todo)} pass"
+                f"{f', {len(reasons)} n/a' if reasons else ''} ({time.monotonic() - t0:.1f}s)")
+    result.finished = time.time()
+    return result
+
+
+def clean(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,391 @@
+"""Case suites: loading, the request and expectation model, and how an expectation reads in each
+backend's protocol. The format is documented in docs/conformance.md."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+CONFORMANCE_DIR = HERE.parent
+REPO = CONFORMANCE_DIR.parents[1]
+CASES_DIR = CONFORMANCE_DIR / "cases"
+
+# Statuses with which an HTTP host refuses a request before any decision (bad request line,
+# header too large, URI too long, payload too large, a request line without an HTTP/1.1 version
+# that Envoy answers with 426 Upgrade Required).
+REJECT_STATUSES = frozenset({400, 413, 414, 426, 431, 494})
+# pass/redirect/respond: the decision. reject: the host refused the request before deciding.
+# host: the host answered by itself with `status` (no decision, no origin), e.g. OPTIONS *.
+ACTIONS = ("pass", "redirect", "respond", "reject", "host")
+EXPLAIN_FIELDS = ("provider", "region", "prefix", "asn", "route", "client")
+
+
+class SuiteError(Exception):
+    """A suite file that does not follow the format; the message names the file and the place."""
+
+
+def to_bytes(value) -> bytes:
+    """Request text → bytes: characters up to U+00FF are that byte (YAML "\\xNN" is byte NN),
+    others are their UTF-8 bytes. A dict {repeat, times, prefix, suffix} builds long values."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - {"repeat", "times", "prefix", "suffix"}
+        if unknown or "repeat" not in value:
+            raise SuiteError(f"a generated value needs 'repeat' (and 'times', 'prefix', 'suffix'): {value}")
+        return (to_bytes(value.get("prefix", "")) + to_bytes(value["repeat"]) * int(value.get("times", 1))
+                + to_bytes(value.get("suffix", "")))
+    text = str(value)
+    out = bytearray()
+    for ch in text:
+        code = ord(ch)
+        out += bytes([code]) if code <= 0xFF else ch.encode("utf-8")
+    return bytes(out)
+
+
+def show(data: bytes, limit: int = 120) -> str:
+    """Printable form of request bytes (escapes for control and non-ASCII bytes)."""
+    text = "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in data[:limit])
+    return text + (f"…(+{len(data) - limit} bytes)" if len(data) > limit else "")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass
+class Request:
+    """A request as a case describes it.
+
+    `client` is an already-resolved client address: library backends decide with it directly,
+    HTTP backends receive it as `X-Forwarded-For: <client>` from the suite's trusted peer.
+    `peer`/`xff`/`headers` describe the connection and its forwarding headers explicitly.
+    """
+
+    method: bytes = b"GET"
+    target: bytes = b"/"
+    host: bytes = b"mirror.test"
+    client: bytes | None = None
+    peer: str | None = None
+    xff: list[bytes] = field(default_factory=list)           # one entry per X-Forwarded-For header
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    @property
+    def forwards(self) -> bool:
+        """Whether headers carry client information (the host must resolve the client)."""
+        names = {n.lower() for n, _ in self.headers}
+        return bool(self.xff) or bool(names & {b"x-real-ip", b"x-envoy-external-address", b"x-forwarded-for"})
+
+    def header_value(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def describe(self) -> str:
+        parts = [f"{show(self.method)} {show(self.target)}"]
+        if self.client is not None:
+            parts.append(f"client={show(self.client)}")
+        if self.peer:
+            parts.append(f"peer={self.peer}")
+        for v in self.xff:
+            parts.append(f"xff={show(v, 60)}")
+        for k, v in self.headers:
+            parts.append(f"{show(k)}={show(v, 60)}")
+        return " ".join(parts)
+
+
+def parse_request(data: dict, defaults: dict, where: str) -> Request:
+    merged = {**defaults, **(data or {})}
+    known = {"method", "path", "host", "client", "peer", "xff", "headers"}
+    unknown = set(merged) - known
+    if unknown:
+        raise SuiteError(f"{where}: unknown request keys {sorted(unknown)} (known: {sorted(known)})")
+    if "path" not in merged:
+        raise SuiteError(f"{where}: request.path is required")
+    req = Request(method=to_bytes(merged.get("method", "GET")), target=to_bytes(merged["path"]),
+                  host=to_bytes(merged.get("host", "mirror.test")))
+    if merged.get("client") is not None:
+        req.client = to_bytes(merged["client"])
+    if merged.get("peer") is not None:
+        req.peer = str(merged["peer"])
+    xff = merged.get("xff")
+    if xff is not None:
+        req.xff = [to_bytes(v) for v in (xff if isinstance(xff, list) else [xff])]
+    headers = merged.get("headers") or []
+    items = headers.items() if isinstance(headers, dict) else [tuple(h) for h in headers]
+    req.headers = [(to_bytes(k), to_bytes(v)) for k, v in items]
+    if req.client is not None and (req.peer or req.forwards):
+        raise SuiteError(f"{where}: give either client, or peer/xff/headers, not both")
+    return req
+
+
+# --------------------------------------------------------------------------- expectations
+
+
+@dataclass
+class Expect:
+    """An outcome in the decision contract's terms."""
+
+    action: str                              # pass | redirect | respond | reject
+    status: int = 0
+    location: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    explain: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.action == "pass":
+            text = "pass"
+        elif self.action == "reject":
+            text = "reject (4xx before deciding)"
+        elif self.action == "host":
+            text = f"the host's own {self.status}"
+        elif self.action == "redirect":
+            text = f"{self.status} → {show((self.location or '').encode('latin-1', 'replace'), 200)}"
+        else:
+            text = f"respond {self.status}" + "".join(f" {k}: {v}" for k, v in self.headers.items())
+        return text
+
+    def as_yaml(self) -> dict:
+        out: dict = {"action": self.action}
+        if self.action in ("redirect", "respond", "host"):
+            out["status"] = self.status
+        if self.location is not None:
+            out["location"] = self.location
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        if self.explain:
+            out["explain"] = dict(self.explain)
+        return out
+
+
+def normalize_explain(values: dict) -> dict[str, str]:
+    """Explain fields as comparable text: absent, '-', 0 (ASN) → ''."""
+    out = {}
+    for key, value in (values or {}).items():
+        if value is None:
+            text = ""
+        else:
+            text = str(value)
+        if text == "-" or (key == "asn" and text == "0"):
+            text = ""
+        out[key] = text
+    return out
+
+
+def parse_expect(data, where: str) -> Expect:
+    if isinstance(data, str):
+        data = {"action": data}
+    if not isinstance(data, dict):
+        raise SuiteError(f"{where}: expect must be a mapping or an action name")
+    unknown = set(data) - {"action", "status", "location", "headers", "explain"}
+    if unknown:
+        raise SuiteError(f"{where}: unknown expect keys {sorted(unknown)}")
+    action = data.get("action")
+    if action not in ACTIONS:
+        raise SuiteError(f"{where}: expect.action must be one of {ACTIONS}, not {action!r}")
+    status = int(data.get("status", 0))
+    if action == "redirect" and (not data.get("location") or status not in (301, 302, 303, 307, 308)):
+        raise SuiteError(f"{where}: a redirect needs status 301/302/303/307/308 and a location")
+    if action in ("respond", "host") and not 100 <= status <= 599:
+        raise SuiteError(f"{where}: {action} needs a status")
+    explain = normalize_explain(data.get("explain") or {})
+    bad = set(explain) - set(EXPLAIN_FIELDS)
+    if bad:
+        raise SuiteError(f"{where}: unknown explain fields {sorted(bad)} (known: {EXPLAIN_FIELDS})")
+    location = data.get("location")
+    if isinstance(location, dict):
+        location = to_bytes(location).decode("latin-1")
+    return Expect(action=action, status=status, location=location,
+                  headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()}, explain=explain)
+
+
+@dataclass
+class Alternative:
+    """A replacement (variant) or additional acceptable (accept) outcome for backends with traits."""
+
+    when: frozenset[str]
+    expect: Expect
+    because: str
+
+
+@dataclass
+class Case:
+    suite: str
+    name: str
+    request: Request
+    expect: Expect
+    variants: list[Alternative] = field(default_factory=list)
+    accept: list[Alternative] = field(default_factory=list)
+    requires: frozenset[str] = frozenset()
+    tags: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.suite}/{self.name}"
+
+    def expectations_for(self, traits: frozenset[str]) -> tuple[Expect, list[Alternative], str]:
+        """The expected outcome for a backend with `traits`, the other acceptable outcomes, and
+        why the expectation differs from the contract's (empty when it does not)."""
+        primary, because = self.expect, ""
+        for variant in self.variants:
+            if variant.when <= traits:
+                primary, because = variant.expect, variant.because
+                break
+        extra = [a for a in self.accept if a.when <= traits]
+        return primary, extra, because
+
+
+def _alternatives(items, where: str, kind: str) -> list[Alternative]:
+    out = []
+    for i, item in enumerate(items or []):
+        place = f"{where}.{kind}[{i}]"
+        if not isinstance(item, dict):
+            raise SuiteError(f"{place}: must be a mapping")
+        when = item.get("when", [])
+        when = frozenset([when] if isinstance(when, str) else when)
+        if item.get("reject"):
+            expect = Expect("reject")
+        else:
+            expect = parse_expect(item.get("expect"), place + ".expect")
+        because = item.get("because", "")
+        if not because:
+            raise SuiteError(f"{place}: say 'because' (why these backends differ from the contract)")
+        out.append(Alternative(when, expect, because))
+    return out
+
+
+# --------------------------------------------------------------------------- suites
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str
+    config: dict                  # the redirector config (paths made absolute)
+    config_source: Path | None    # the config file when given by path
+    files: dict[str, str]         # extra files written next to the compiled config
+    cases: list[Case]
+    # The trusted peer that delivers `client` in X-Forwarded-For. Not 127.0.0.1: a proxy's own hop to
+    # the sidecar comes from there, and Envoy replaces a 127.0.0.1 peer by the host's interface address.
+    peer: str = "127.0.0.5"
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [str(p) for p in (self.config.get("trustedProxies") or [])]
+
+    def write_config(self, directory: Path) -> Path:
+        """Writes the config (and its extra files) into `directory`; returns the config path."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in self.files.items():
+            (directory / name).write_text(text)
+        dest = directory / "redirector.yaml"
+        dest.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        return dest
+
+
+def _absolutize(config: dict, base: Path, local: set[str]) -> dict:
+    """Makes every source path absolute (relative to `base`), except the suite's own files."""
+    config = copy.deepcopy(config)
+
+    def fix(entry):
+        if isinstance(entry, dict) and "path" in entry:
+            path = str(entry["path"])
+            if path not in local and not Path(path).is_absolute():
+                entry["path"] = str((base / path).resolve())
+
+    for source in config.get("sources") or []:
+        fix(source)
+    for source in config.get("asnTable") or []:
+        fix(source)
+    for provider in config.get("providers") or []:
+        for source in provider.get("sources") or []:
+            fix(source)
+        fix(provider.get("regionTable"))
+    return config
+
+
+def load_suite(path: Path) -> Suite:
+    path = Path(path).resolve()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SuiteError(f"{path}: {e}") from e
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite is a mapping")
+    known = {"suite", "description", "config", "trust", "files", "defaults", "cases", "peer"}
+    unknown = set(data) - known
+    if unknown:
+        raise SuiteError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    name = data.get("suite") or path.stem
+    files = {str(k): str(v) for k, v in (data.get("files") or {}).items()}
+    config = data.get("config")
+    config_source = None
+    if isinstance(config, str):
+        config_source = (path.parent / config).resolve()
+        if not config_source.exists():
+            raise SuiteError(f"{path}: config {config} does not exist ({config_source})")
+        config = yaml.safe_load(config_source.read_text())
+        config = _absolutize(config, config_source.parent, set())
+    elif isinstance(config, dict):
+        config = _absolutize(config, path.parent, set(files))
+    else:
+        raise SuiteError(f"{path}: config must be a mapping (inline) or a path")
+    if "trust" in data:
+        # The suite's trusted proxies replace the config's (a config given by path may have none).
+        config["trustedProxies"] = [str(p) for p in (data["trust"] or [])]
+    defaults = data.get("defaults") or {}
+    cases = []
+    seen = set()
+    for i, item in enumerate(data.get("cases") or []):
+        where = f"{path.name}: cases[{i}]"
+        if not isinstance(item, dict) or "name" not in item:
+            raise SuiteError(f"{where}: a case needs a name")
+        where = f"{path.name}: case '{item['name']}'"
+        unknown = set(item) - {"name", "request", "expect", "variants", "accept", "requires", "tags", "note"}
+        if unknown:
+            raise SuiteError(f"{where}: unknown keys {sorted(unknown)}")
+        if item["name"] in seen:
+            raise SuiteError(f"{where}: duplicate case name")
+        seen.add(item["name"])
+        if "expect" not in item:
+            raise SuiteError(f"{where}: expect is required")
+        requires = item.get("requires") or []
+        cases.append(Case(
+            suite=name, name=str(item["name"]),
+            request=parse_request(item.get("request"), defaults, where + ".request"),
+            expect=parse_expect(item["expect"], where + ".expect"),
+            variants=_alternatives(item.get("variants"), where, "variants"),
+            accept=_alternatives(item.get("accept"), where, "accept"),
+            requires=frozenset([requires] if isinstance(requires, str) else requires),
+            tags=tuple(item.get("tags") or ()), note=str(item.get("note", ""))))
+    if not cases:
+        raise SuiteError(f"{path}: no cases")
+    return Suite(name=name, path=path, description=str(data.get("description", "")).strip(), config=config,
+                 config_source=config_source, files=files, cases=cases, peer=str(data.get("peer", "127.0.0.5")))
+
+
+def discover(paths: list[Path] | None = None) -> list[Suite]:
+    """Suites from files or directories (default: Tests/Conformance/cases)."""
+    files: list[Path] = []
+    for p in paths or [CASES_DIR]:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(p.glob("*.yaml"))
+        else:
+            files.append(p)
+    return [load_suite(f) for f in files]
+
+
+def select(cases: list[Case], patterns: list[str] | None) -> list[Case]:
+    """Cases whose id matches any of the regular expressions (all when none)."""
+    if not patterns:
+        return cases
+    regexes = [re.compile(p) for p in patterns]
+    return [c for c in cases if any(r.search(c.id) for r in regexes)]

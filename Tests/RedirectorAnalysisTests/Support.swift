@@ -1,0 +1,100 @@
+import CZlib
+import Foundation
+import RedirectorAnalysis
+import RedirectorCompiler
+import RedirectorCore
+
+/// The repository root (this file is Tests/RedirectorAnalysisTests/Support.swift).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// examples/simple compiled in memory, once.
+let simpleSnapshot: Snapshot = {
+    do {
+        let contents = try SnapshotCompiler(configPath: repositoryRoot.appendingPathComponent("examples/simple/redirector.yaml").path).compile()
+        return try Snapshot(bytes: contents.encoded(), name: "simple")
+    } catch {
+        fatalError("cannot compile examples/simple: \(error)")
+    }
+}()
+
+/// Parses `line` with `parser`; returns the outcome and the record's fields as text.
+func parse(_ line: String, with parser: inout any LogParser) -> (LineOutcome, ParsedFields) {
+    var copy = line
+    var record = LogRecord()
+    return copy.withUTF8 { bytes in
+        let outcome = parser.parse(UnsafeRawBufferPointer(bytes), into: &record)
+        return (outcome, ParsedFields(record))
+    }
+}
+
+/// A record's fields as Swift values, for assertions.
+struct ParsedFields: Equatable {
+    var peer = ""
+    var forwardedFor = ""
+    var method = ""
+    var target = ""
+    var status: Int32 = -1
+    var bytes: UInt64 = 0
+    var time = LogRecord.unknownTime
+
+    init(peer: String = "", forwardedFor: String = "", method: String = "", target: String = "", status: Int32 = -1,
+         bytes: UInt64 = 0, time: Int64 = LogRecord.unknownTime) {
+        self.peer = peer
+        self.forwardedFor = forwardedFor
+        self.method = method
+        self.target = target
+        self.status = status
+        self.bytes = bytes
+        self.time = time
+    }
+
+    init(_ record: LogRecord) {
+        peer = String(decoding: record.peer, as: UTF8.self)
+        forwardedFor = String(decoding: record.forwardedFor, as: UTF8.self)
+        method = String(decoding: record.method, as: UTF8.self)
+        target = String(decoding: record.target, as: UTF8.self)
+        status = record.status
+        bytes = record.bytes
+        time = record.time
+    }
+}
+
+/// A temporary directory removed at deinit.
+final class TemporaryDirectory {
+    let url: URL
+
+    init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("analysis-tests-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: url)
+    }
+
+    /// Writes `text` to `name` (gzip-compressed when `gzip`); returns the path.
+    func write(_ name: String, _ text: String, gzip: Bool = false) -> String {
+        let path = url.appendingPathComponent(name).path
+        if gzip {
+            let file = gzopen(path, "wb")
+            var bytes = Array(text.utf8)
+            _ = bytes.withUnsafeMutableBytes { gzwrite(file, $0.baseAddress, UInt32($0.count)) }
+            gzclose(file)
+        } else {
+            _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        }
+        return path
+    }
+}
+
+/// Runs `lines` (joined by newlines) through an analyzer with the given format.
+func analyze(_ lines: [String], format: String = "combined", formatString: String? = nil, snapshot: Snapshot = simpleSnapshot,
+             asnTable: ASNTable? = nil, options: AnalyzerOptions = AnalyzerOptions()) throws -> AnalysisReport {
+    let directory = TemporaryDirectory()
+    let path = directory.write("input.log", lines.joined(separator: "\n") + "\n")
+    let analyzer = TrafficAnalyzer(snapshot: snapshot, asnTable: asnTable, options: options)
+    guard let logFormat = LogFormats.format(named: format) else { fatalError("unknown format \(format)") }
+    var parser = try logFormat.makeParser(options: LogFormatOptions(formatString: formatString))
+    try analyzer.consume(try LogInput(path: path), parser: &parser)
+    return analyzer.report(format: format, elapsedSeconds: 1)
+}
