@@ -61,7 +61,14 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "RedirectorSidecarTests", dependencies: ["RedirectorSidecar", "RedirectorCore"]),
+        .testTarget(
+            name: "RedirectorSidecarTests",
+            dependencies: [
+                "RedirectorSidecar", "RedirectorCore",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         /// `redirector analyze`: access-log parsers, streaming aggregation and reports.
         .target(name: "RedirectorAnalysis", dependencies: ["RedirectorCore", "CZlib"], swiftSettings: hotPathSettings),
         .testTarget(name: "RedirectorAnalysisTests", dependencies: ["RedirectorAnalysis", "RedirectorCore", "RedirectorCompiler", "CZlib"]),

@@ -123,9 +123,9 @@ for name, (port, keep, authz) in variants.items():
         hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_authz"]
     open(f"{work}/envoy-{name}.yaml", "w").write(yaml.safe_dump(config))
 PY
-start "$work/envoy-authz.log" "$envoy" -c "$work/envoy-authz.yaml" --base-id 61 --concurrency "$envoy_workers" -l warning
-start "$work/envoy-plain.log" "$envoy" -c "$work/envoy-plain.yaml" --base-id 62 --concurrency "$envoy_workers" -l warning
-start "$work/envoy-reference.log" "$envoy" -c "$work/envoy-reference.yaml" --base-id 63 --concurrency "$envoy_workers" -l warning
+start "$work/envoy-authz.log" "$envoy" -c "$work/envoy-authz.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
+start "$work/envoy-plain.log" "$envoy" -c "$work/envoy-plain.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
+start "$work/envoy-reference.log" "$envoy" -c "$work/envoy-reference.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
 wait_port "$envoy_authz"; wait_port "$envoy_plain"; wait_port "$envoy_reference"
 expect() {  # expect URL CLIENT STATUS: one request must get STATUS (the rows below measure what they say)
   local got

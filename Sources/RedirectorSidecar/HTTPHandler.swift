@@ -144,6 +144,7 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         } else {
             context.close(promise: nil)
         }
+        closing = true
         awaitingEnd = false
         pending = nil
     }

@@ -61,13 +61,23 @@ public enum SidecarRunner {
     /// Runs the server and the reloader until SIGTERM or SIGINT, then shuts down gracefully.
     public static func run(configuration: SidecarConfiguration, logger: Logger) async throws {
         let server = try SidecarServer(configuration: configuration, logger: logger)
-        try await server.start()
-        let reloader = SnapshotReloader(store: server.store, interval: configuration.reloadInterval)
+        // Signal handlers exist before anything listens: the SIGHUP source here, SIGTERM/SIGINT when the
+        // group starts (the server binds inside its run()). A signal can then never hit a default action.
+        let sighup = await UnixSignalsSequence(trapping: .sighup)
+        let reloader = SnapshotReloader(store: server.store, interval: configuration.reloadInterval, signals: sighup)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: server), .init(service: reloader)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            // The group reports a service's failure wrapped; a startup failure of the server is a ConfigurationError.
+            if let startup = server.startupError { throw startup }
+            throw error
+        }
     }
 
     /// Parses a duration: `5` or `5s` (seconds), `250ms`, `2m`; fractions allowed (`0.5s`).

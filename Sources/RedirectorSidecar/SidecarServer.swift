@@ -32,6 +32,10 @@ public final class SidecarServer: Service, Sendable {
     let lifecycle = ServerLifecycle()
     let group: MultiThreadedEventLoopGroup
     private let bound = Mutex<[(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)]?>(nil)
+    private let failure = Mutex<ConfigurationError?>(nil)
+
+    /// Why ``start()`` refused to start, if it did.
+    public var startupError: ConfigurationError? { failure.withLock { $0 } }
 
     /// Creates a server; nothing is loaded or bound until ``start()``.
     public init(configuration: SidecarConfiguration, logger: Logger, metrics: SidecarMetrics = SidecarMetrics()) throws {
@@ -52,7 +56,9 @@ public final class SidecarServer: Service, Sendable {
     public func start() async throws -> [ListenerConfiguration] {
         if let existing = bound.withLock({ $0 }) { return existing.map(\.listener) }
         if store.current == nil && !store.reload(reason: "startup") && !configuration.allowMissingSnapshot {
-            throw ConfigurationError(store.status.lastError ?? "cannot load \(configuration.snapshotPath)")
+            let error = ConfigurationError(store.status.lastError ?? "cannot load \(configuration.snapshotPath)")
+            failure.withLock { $0 = error }
+            throw error
         }
         let context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store,
                                      metrics: metrics, logger: logger, lifecycle: lifecycle)
@@ -108,9 +114,14 @@ public final class SidecarServer: Service, Sendable {
             }
     }
 
-    /// Runs until graceful shutdown (or cancellation), then shuts down.
+    /// Starts (see ``start()``), runs until graceful shutdown (or cancellation), then shuts down.
     public func run() async throws {
-        try await start()
+        do {
+            try await start()
+        } catch {
+            await shutdown()
+            throw error
+        }
         do {
             try await gracefulShutdown()
         } catch {
@@ -170,16 +181,17 @@ public struct SnapshotReloader: Service {
     public let store: SnapshotStore
     /// Polling interval; nil disables polling.
     public let interval: Duration?
-    /// Whether SIGHUP triggers a reload.
-    public let handlesSignals: Bool
+    /// The SIGHUP sequence, when SIGHUP triggers a reload.
+    public let signals: UnixSignalsSequence?
     /// How long a changed file must stay unchanged before it is read.
     public let settleTime: Duration
 
-    /// Creates a reloader.
-    public init(store: SnapshotStore, interval: Duration?, handlesSignals: Bool = true, settleTime: Duration = .milliseconds(200)) {
+    /// Creates a reloader. Create `signals` (`await UnixSignalsSequence(trapping: .sighup)`) before the
+    /// server listens: a SIGHUP arriving before its handler exists would end the process.
+    public init(store: SnapshotStore, interval: Duration?, signals: UnixSignalsSequence?, settleTime: Duration = .milliseconds(200)) {
         self.store = store
         self.interval = interval
-        self.handlesSignals = handlesSignals
+        self.signals = signals
         self.settleTime = settleTime
     }
 
@@ -188,7 +200,7 @@ public struct SnapshotReloader: Service {
         let store = self.store
         let interval = self.interval
         let settleTime = self.settleTime
-        let signals: UnixSignalsSequence? = handlesSignals ? await UnixSignalsSequence(trapping: .sighup) : nil
+        let signals = self.signals
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { tasks in
                 if let signals {

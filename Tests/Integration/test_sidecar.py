@@ -223,8 +223,8 @@ def envoy_factory(work):
 
     def start(name: str, sidecar_port: int, upstream_port: int, failure_mode_allow: bool = True) -> int:
         conf, port = envoy_config(work, name, sidecar_port, upstream_port, failure_mode_allow)
-        base_id = 40 + len(started)
-        process = start_proxy(f"envoy-{name}", [binary, "-c", conf, "--base-id", base_id, "-l", "warning",
+        # No hot-restart domain socket: concurrent Envoys (other suites, other runs) cannot collide.
+        process = start_proxy(f"envoy-{name}", [binary, "-c", conf, "--disable-hot-restart", "-l", "warning",
                                                 "--concurrency", "1"], work / f"envoy-{name}.log", port)
         started.append(process)
         return port

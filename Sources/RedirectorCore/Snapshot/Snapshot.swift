@@ -65,6 +65,16 @@ public final class Snapshot: @unchecked Sendable {
         guard size >= SnapshotFormat.headerSize else {
             throw SnapshotError(description: "\(path): truncated: \(size) bytes, smaller than the \(SnapshotFormat.headerSize)-byte header")
         }
+        // The header first: a file of the wrong kind or size is rejected before anything is
+        // allocated (every truncation of a snapshot costs one 64-byte read).
+        var header = [UInt8](repeating: 0, count: SnapshotFormat.headerSize)
+        guard header.withUnsafeMutableBytes({ pread(descriptor, $0.baseAddress, $0.count, 0) }) == SnapshotFormat.headerSize else {
+            throw SnapshotError(description: "\(path): cannot read the header: \(Snapshot.errorText())")
+        }
+        try header.withUnsafeBytes { try Snapshot.checkHeader($0, fileSize: size) { SnapshotError(description: "\(path): \($0)") } }
+        guard size <= SnapshotFormat.maximumSize else {
+            throw SnapshotError(description: "\(path): \(size) bytes, more than the \(SnapshotFormat.maximumSize >> 20) MiB a snapshot may have")
+        }
         guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0), base != MAP_FAILED else {
             throw SnapshotError(description: "\(path): cannot allocate \(size) bytes: \(Snapshot.errorText())")
         }
@@ -110,25 +120,13 @@ public final class Snapshot: @unchecked Sendable {
     private init(path: String, memory: UnsafeRawBufferPointer, release: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) throws {
         func fail(_ reason: String) -> SnapshotError { SnapshotError(description: "\(path): \(reason)") }
         var header = ByteReader(memory, context: "header")
-        guard memory.count >= SnapshotFormat.headerSize else {
-            throw fail("truncated: \(memory.count) bytes, smaller than the \(SnapshotFormat.headerSize)-byte header")
-        }
-        guard let base = memory.baseAddress, memory.prefix(8).elementsEqual(SnapshotFormat.magic) else {
-            throw fail("not a Redirector snapshot (bad magic)")
-        }
+        guard let base = memory.baseAddress else { throw fail("truncated: 0 bytes, smaller than the \(SnapshotFormat.headerSize)-byte header") }
+        try Snapshot.checkHeader(memory, fileSize: memory.count, fail)
         do {
             _ = try header.read(UInt64.self)
-            let version: UInt32 = try header.read()
-            guard version == SnapshotFormat.version else {
-                throw fail("format version \(version), this build reads version \(SnapshotFormat.version)")
-            }
+            _ = try header.read(UInt32.self)
             let sectionCount = Int(try header.read(UInt32.self))
-            let fileSize: UInt64 = try header.read()
-            guard fileSize == UInt64(memory.count) else {
-                throw fail(fileSize > UInt64(memory.count)
-                    ? "truncated: header says \(fileSize) bytes, file has \(memory.count)"
-                    : "has \(UInt64(memory.count) - fileSize) trailing bytes after its \(fileSize) bytes")
-            }
+            _ = try header.read(UInt64.self)
             let checksum: UInt64 = try header.read()
             let actual = SnapshotFormat.checksum(memory)
             guard checksum == actual else {
@@ -203,6 +201,27 @@ public final class Snapshot: @unchecked Sendable {
         self.memory = memory
         self.byteCount = memory.count
         self.release = release
+    }
+
+    /// Checks magic, version and the size the header declares against the file's size.
+    private static func checkHeader(_ header: UnsafeRawBufferPointer, fileSize size: Int,
+                                    _ fail: (String) -> SnapshotError) throws {
+        guard header.count >= SnapshotFormat.headerSize else {
+            throw fail("truncated: \(header.count) bytes, smaller than the \(SnapshotFormat.headerSize)-byte header")
+        }
+        guard header.prefix(8).elementsEqual(SnapshotFormat.magic) else {
+            throw fail("not a Redirector snapshot (bad magic)")
+        }
+        let version = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        guard version == SnapshotFormat.version else {
+            throw fail("format version \(version), this build reads version \(SnapshotFormat.version)")
+        }
+        let declared = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        guard declared == UInt64(size) else {
+            throw fail(declared > UInt64(size)
+                ? "truncated: header says \(declared) bytes, file has \(size)"
+                : "has \(UInt64(size) - declared) trailing bytes after its \(declared) bytes")
+        }
     }
 
     deinit {

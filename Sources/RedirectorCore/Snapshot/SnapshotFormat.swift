@@ -32,6 +32,9 @@ public enum SnapshotFormat {
         let head = XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[0..<24]))
         return XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[32...]), seed: head)
     }
+    /// The largest snapshot `Snapshot.open` reads (real ones have a few MiB; section offsets are
+    /// 32-bit anyway), so a wrong path cannot make a process allocate without bound.
+    public static let maximumSize = 1 << 30
     /// Size of one section directory entry.
     public static let directoryEntrySize = 16
 

@@ -250,6 +250,16 @@ static int mode_corpus(int argc, char **argv) {
         for (int32_t p = 0; p < rdr_provider_count(t) + 2; p++) (void)rdr_provider_name(t, p - 1);
         rdr_close(t);
     }
+    /* open/close cycles of the good snapshots: nothing may accumulate */
+    for (int round = 0; round < 20; round++) {
+        for (int s = 0; s < split; s++) {
+            char err[512];
+            rdr_table *t = rdr_open(argv[s], err, sizeof err);
+            if (!t) die("cannot reopen snapshot", err);
+            opened++;
+            rdr_close(t);
+        }
+    }
     /* every corpus file as a snapshot path: almost all rejected, none may crash or leak */
     for (int f = split + 1; f < argc; f++) {
         char err[256];

@@ -1,0 +1,339 @@
+"""Fault and soak scenarios under wrk load, sized by the caller: test_robustness.py runs them
+small (bounded), robustness/soak.py (scripts/soak.sh) runs them long and prints a table.
+
+Every scenario returns a dict with `name`, `size` (what was done: requests, reloads, restarts),
+`problems` (empty when everything held) and details; none raises for a failed expectation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from harness import AWS, FIXTURES, LUA_MODULE, MANIFEST, REPO, Nginx, free_port, http_request, make_prefix, render, run
+from robustness.load import RssSampler, Wrk, problems_of, replace_atomically, rss_kb, write_in_place
+from sidecar_helpers import (BALANCER, EXAMPLES, LOOPBACK_PREFIXES, Process, Sidecar, Upstream, compile_to,
+                             envoy_binary, http, start_proxy)
+
+AWS2 = "https://registry2.aws.test"
+OLD = f"302 {AWS}{MANIFEST}"      # fixtures main.yaml: aws client, registry route
+NEW = f"308 {AWS2}{MANIFEST}"     # fixtures alt.yaml: another host and status
+CLIENT = "192.0.2.10"
+
+
+def result(name: str, size: str, problems: list[str], **details) -> dict:
+    return {"name": name, "size": size, "problems": problems, **details}
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def start_nginx(tmp_root: Path, kind: str, snapshot: Path, library: Path | None = None,
+                workers: int = 2) -> Nginx:
+    """The nginx example (C module) or the OpenResty example (Lua binding) serving a copy of
+    `snapshot` on a free port; stop it with `stop_nginx`."""
+    port, origin = free_port(), free_port()
+    prefix = make_prefix(tmp_root)
+    live = prefix / "redirector.rdb"
+    shutil.copyfile(snapshot, live)
+    live.chmod(0o644)
+    values = {"SNAPSHOT": live, "PORT": port, "ORIGIN_PORT": origin}
+    if kind == "lua":
+        template = EXAMPLES / "openresty" / "nginx.conf"
+        values.update({"LUA_DIR": REPO / "lua", "LIBRARY": library or REPO / "out" / "lib" / "libredirector.so"})
+    else:
+        template = EXAMPLES / "nginx" / "nginx.conf"
+        values["MODULE_DIR"] = REPO / "out" / "nginx"
+    conf = render(template, prefix / "nginx.conf", values)
+    text = conf.read_text().replace("worker_processes 2;", f"worker_processes {workers};")
+    conf.write_text(text.replace("access_log logs/access.log redirector;", "access_log off;"))
+    server = Nginx(prefix=prefix, conf=conf)
+    server.port, server.snapshot = port, live
+    server.allowed_log.append("cannot be loaded")
+    server.start(port)
+    return server
+
+
+def stop_nginx(server: Nginx) -> list[str]:
+    """Stops the server; returns alerts and crashes from its logs."""
+    server.stop()
+    return server.bad_log_lines()
+
+
+def nginx_pids(server: Nginx) -> set[int]:
+    return ({server.proc.pid} if server.proc else set()) | server.worker_pids()
+
+
+# --------------------------------------------------------------------------- reloads under load
+
+
+def nginx_reloads(server: Nginx, snapshots: dict, reloads: int, interval: float = 0.5) -> dict:
+    """`reloads` reloads alternating two snapshots during wrk load: every answer is the old or
+    the new snapshot's, none fails."""
+    # A new connection per request: an nginx reload closes the old workers' idle keep-alive
+    # connections, and a request racing that close is lost for clients that do not retry (wrk).
+    wrk = Wrk(server.port, "GET", MANIFEST, CLIENT, [OLD, NEW], duration=reloads * interval + 2, keepalive=False)
+    problems = []
+    time.sleep(1)
+    done = 0
+    for index in range(reloads):
+        old = server.worker_pids()
+        replace_atomically(snapshots["alt" if index % 2 == 0 else "main"].read_bytes(), server.snapshot)
+        reload = server.reload()
+        if reload.returncode != 0:
+            problems.append(f"reload {index}: {reload.stderr.strip()[-200:]}")
+            continue
+        try:
+            server.wait_new_workers(old, timeout=20)
+            done += 1
+        except TimeoutError as exc:
+            problems.append(str(exc))
+        time.sleep(interval / 2)
+    outcome = wrk.result()
+    problems += problems_of(outcome, minimum_requests=100)
+    return result("nginx reloads under load", f"{done} reloads, {outcome['requests']} requests", problems,
+                  requests=outcome["requests"], reloads=done)
+
+
+def sidecar_reloads(sidecar: Sidecar, snapshots: dict, reloads: int, interval: float = 0.5) -> dict:
+    """`reloads` reloads (alternately SIGHUP and the file poll) during wrk load on ext_authz."""
+    path = sidecar.snapshot
+    wrk = Wrk(sidecar.port, "GET", "/ext_authz" + MANIFEST, CLIENT, [OLD, NEW], duration=reloads * interval + 2)
+    problems = []
+    time.sleep(1)
+    start = sidecar.readyz()[1]["reloads"]
+    for index in range(reloads):
+        replace_atomically(snapshots["alt" if index % 2 == 0 else "main"].read_bytes(), path)
+        if index % 2:
+            sidecar.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while sidecar.readyz()[1]["reloads"] < start + index + 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(interval / 2)
+    outcome = wrk.result()
+    status, ready = sidecar.readyz()
+    done = ready["reloads"] - start
+    if done != reloads or ready["reload_failures"]:
+        problems.append(f"{done} of {reloads} reloads, {ready['reload_failures']} failures: {ready.get('last_reload_error')}")
+    problems += problems_of(outcome, minimum_requests=100)
+    return result("sidecar reloads under load", f"{done} reloads, {outcome['requests']} requests", problems,
+                  requests=outcome["requests"], reloads=done)
+
+
+# --------------------------------------------------------------------------- snapshot replacement
+
+
+def sidecar_replacements(sidecar: Sidecar, snapshots: dict, rounds: int) -> dict:
+    """The file replaced atomically, then rewritten in place (like `cp`) while the sidecar polls
+    it, under load: partial files are rejected, the complete one is picked up, every answer is
+    the old or the new snapshot's."""
+    path = sidecar.snapshot
+    wrk = Wrk(sidecar.port, "GET", "/ext_authz" + MANIFEST, CLIENT, [OLD, NEW], duration=rounds * 1.6 + 2)
+    problems = []
+    time.sleep(0.5)
+    data = {name: snapshots[name].read_bytes() for name in ("main", "alt")}
+    served = []
+    for index in range(rounds):
+        name = "alt" if index % 2 == 0 else "main"
+        if index % 4 < 2:
+            replace_atomically(data[name], path)
+        else:
+            write_in_place(data[name], path)
+        want = OLD if name == "main" else NEW
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            resp = http(sidecar.port, "GET", "/ext_authz" + MANIFEST, headers={"X-Forwarded-For": CLIENT})
+            if f"{resp.status} {resp.location}" == want:
+                served.append(name)
+                break
+            time.sleep(0.05)
+        else:
+            problems.append(f"round {index}: {name} not served after 10 s: {sidecar.readyz()[1]}")
+        time.sleep(0.5)
+    outcome = wrk.result()
+    problems += problems_of(outcome, minimum_requests=100)
+    ready = sidecar.readyz()[1]
+    return result("sidecar: snapshot replaced atomically and in place under load",
+                  f"{rounds} replacements ({(rounds + 1) // 2} in place), {outcome['requests']} requests", problems,
+                  requests=outcome["requests"], rejected_partial_files=ready["reload_failures"])
+
+
+def nginx_replacements(server: Nginx, snapshots: dict, rounds: int) -> dict:
+    """The file replaced atomically and rewritten in place (also truncated) under load: without
+    a reload nothing changes and no worker dies (the snapshot was read, not mapped); a reload
+    after the complete write switches; a reload that catches a partial file is refused."""
+    wrk = Wrk(server.port, "GET", MANIFEST, CLIENT, [OLD, NEW], duration=rounds * 1.5 + 3, keepalive=False)
+    problems = []
+    time.sleep(0.5)
+    data = {name: snapshots[name].read_bytes() for name in ("main", "alt")}
+    current = "main"
+    refused = 0
+    workers = server.worker_pids()
+    for index in range(rounds):
+        name = "alt" if current == "main" else "main"
+        # in place, without a reload: the serving snapshot must not change, workers must survive
+        write_in_place(data[name], server.snapshot)
+        os.truncate(server.snapshot, 100)
+        write_in_place(data[name], server.snapshot)
+        resp = http_request(server.port, "GET", MANIFEST, client=CLIENT)
+        want = OLD if current == "main" else NEW
+        if f"{resp.status} {resp.location}" != want:
+            problems.append(f"round {index}: answer changed without a reload: {resp.status} {resp.location}")
+        if server.worker_pids() != workers:
+            problems.append(f"round {index}: workers changed without a reload (crash?)")
+        # a reload racing an in-place write: refused (partial) or switched (complete)
+        if index % 2:
+            write_in_place(data[current], server.snapshot, pause=0.01)  # back to the serving one, slowly
+            reload = server.reload()
+            if reload.returncode != 0:
+                refused += 1
+            write_in_place(data[name], server.snapshot)
+        else:
+            replace_atomically(data[name], server.snapshot)
+        reload = server.reload()
+        if reload.returncode != 0:
+            problems.append(f"round {index}: reload of a complete file failed: {reload.stderr[-200:]}")
+        else:
+            try:
+                workers = server.wait_new_workers(workers, timeout=20)
+                current = name
+            except TimeoutError as exc:
+                problems.append(str(exc))
+        time.sleep(0.3)
+    outcome = wrk.result()
+    problems += problems_of(outcome, minimum_requests=100)
+    return result("nginx: snapshot replaced atomically and in place under load",
+                  f"{rounds} rounds ({rounds * 2} in-place rewrites), {outcome['requests']} requests", problems,
+                  requests=outcome["requests"], refused_partial_reloads=refused)
+
+
+# --------------------------------------------------------------------------- sidecar killed behind proxies
+
+
+def loopback_aws_snapshot(work: Path) -> Path:
+    """fixtures main.yaml where 127.0.0.1 (wrk's only source address) is an aws client, so a
+    request through a proxy from wrk is redirected while the sidecar is up."""
+    config = yaml.safe_load((FIXTURES / "main.yaml").read_text())
+    for source in config.get("sources", []) + config.get("asnTable", []):
+        source["path"] = str((FIXTURES / source["path"]).resolve())
+    csv = work / "loopback-aws.csv"
+    csv.write_text("prefix,provider,region\n127.0.0.1/32,aws,us-east-1\n")
+    config["sources"].append({"format": "csv", "path": str(csv)})
+    path = work / "loopback-aws.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return compile_to(path, work / "loopback-aws.rdb")
+
+
+def start_envoy(work: Path, sidecar_port: int, upstream_port: int, failure_mode_allow: bool) -> tuple[Process, int]:
+    binary = envoy_binary()
+    port = free_port()
+    conf = render(EXAMPLES / "envoy" / "envoy.yaml", work / f"envoy-faults-{port}.yaml", {
+        "LISTEN_PORT": port, "ADMIN_PORT": free_port(), "SIDECAR_PORT": sidecar_port,
+        "UPSTREAM_PORT": upstream_port, "FAILURE_MODE_ALLOW": "true" if failure_mode_allow else "false"})
+    process = start_proxy("envoy", [binary, "-c", conf, "--base-id", 90 + port % 100, "-l", "error",
+                                    "--concurrency", "1"], work / f"envoy-faults-{port}.log", port)
+    return process, port
+
+
+def start_caddy(work: Path, sidecar_port: int, upstream_port: int) -> tuple[Process, int]:
+    port = free_port()
+    conf = render(EXAMPLES / "caddy" / "Caddyfile", work / f"Caddyfile-faults-{port}", {
+        "LISTEN_PORT": port, "SIDECAR_PORT": sidecar_port, "UPSTREAM_PORT": upstream_port,
+        "TRUSTED_PROXIES": BALANCER + "/32"})
+    home = work / f"caddy-faults-{port}"
+    home.mkdir(exist_ok=True)
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home)}
+    process = Process("caddy", [shutil.which("caddy"), "run", "--config", conf, "--adapter", "caddyfile"],
+                      work / f"caddy-faults-{port}.log", env=env).start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        process.check_running()
+        try:
+            http(port, "GET", "/probe", timeout=2)
+            return process, port
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(process.log_text())
+
+
+def sidecar_killed_behind_proxy(work: Path, proxy: str, restarts: int, down: float = 1.0, up: float = 1.5,
+                                failure_mode_allow: bool = True) -> dict:
+    """The sidecar is killed (SIGKILL) and restarted `restarts` times behind Envoy or Caddy under
+    wrk load through the proxy: while it is down the proxy answers as configured (Envoy
+    failure_mode_allow: the origin serves, 200; fail-closed: 503; Caddy: 502), while it is up
+    requests are redirected, and after the last restart service is back."""
+    snapshot = loopback_aws_snapshot(work)
+    upstream = Upstream()
+    sidecar_port = free_port()
+    sidecar = Sidecar(snapshot, work / f"sidecar-{proxy}-faults.log", port=sidecar_port).start()
+    redirect = f"302 {AWS}{MANIFEST}"
+    failure = {"envoy": "200" if failure_mode_allow else "503", "caddy": "502"}[proxy]
+    if proxy == "envoy":
+        process, port = start_envoy(work, sidecar_port, upstream.port, failure_mode_allow)
+    else:
+        process, port = start_caddy(work, sidecar_port, upstream.port)
+    problems = []
+    restarted = 0
+    try:
+        probe = http(port, "GET", MANIFEST)
+        if f"{probe.status} {probe.location}" != redirect:
+            problems.append(f"before: {probe.status} {probe.location}, want {redirect}")
+        wrk = Wrk(port, "GET", MANIFEST, None, [redirect, failure], duration=restarts * (down + up) + 2,
+                  connections=4)
+        time.sleep(1)
+        for _ in range(restarts):
+            sidecar.stop(signal.SIGKILL)
+            time.sleep(down)
+            sidecar = Sidecar(snapshot, work / f"sidecar-{proxy}-faults.log", port=sidecar_port).start()
+            restarted += 1
+            time.sleep(up)
+        outcome = wrk.result()
+        problems += problems_of(outcome, minimum_requests=100)
+        # recovered: redirects again
+        after = http(port, "GET", MANIFEST)
+        if f"{after.status} {after.location}" != redirect:
+            problems.append(f"after the last restart: {after.status} {after.location}, want {redirect}")
+        outcomes = outcome["output"]
+    finally:
+        sidecar.stop()
+        process.stop()
+        upstream.stop()
+    name = f"sidecar killed and restarted behind {proxy}" + ("" if proxy != "envoy" or failure_mode_allow else " (fail closed)")
+    return result(name, f"{restarted} kills/restarts, {outcome['requests']} requests", problems,
+                  requests=outcome["requests"], output=outcomes[-300:])
+
+
+# --------------------------------------------------------------------------- soaks
+
+
+def soak(name: str, port: int, path: str, allowed: list[str], requests: int, pids, client: str | None = CLIENT,
+         connections: int = 16, max_seconds: float = 900) -> dict:
+    """At least `requests` checked requests in wrk runs of ≤ 60 s while the RSS of `pids()` is
+    sampled: no wrong or failed answer, and RSS after warm-up does not keep growing."""
+    sampler = RssSampler(pids, interval=0.5)
+    total, problems, runs = 0, [], 0
+    started = time.monotonic()
+    while total < requests and time.monotonic() - started < max_seconds:
+        elapsed = time.monotonic() - started
+        rate = total / elapsed if total else 0
+        duration = 10 if not rate else min(60, max(5, (requests - total) / rate * 1.1))
+        outcome = Wrk(port, "GET", path, client, allowed, duration=duration, connections=connections).result()
+        runs += 1
+        total += outcome["requests"]
+        problems += problems_of(outcome)
+    memory = sampler.stop()
+    if total < requests:
+        problems.append(f"only {total} requests in {max_seconds}s")
+    # Growth: after warm-up, the later samples may not exceed the earlier ones by more than 16 MiB
+    if memory.get("growth_kb", 0) > 16 * 1024:
+        problems.append(f"RSS grew by {memory['growth_kb']} KiB after warm-up: {memory}")
+    seconds = time.monotonic() - started
+    return result(f"soak: {name}", f"{total} requests in {seconds:.0f}s", problems, requests=total,
+                  rate=round(total / seconds), memory=memory)
