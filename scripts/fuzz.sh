@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh list                      the targets
 #   scripts/fuzz.sh build [target…]           build only (into .build-fuzz/)
-#   scripts/fuzz.sh <target|all> [seconds]    fuzz each target for `seconds` (default 60)
+#   scripts/fuzz.sh <target[,target…]|all> [seconds]   fuzz each target for `seconds` (default 60)
 #   scripts/fuzz.sh replay [target|all]       run the seeds and every saved regression input once
 #
 # Targets: address xff snapshot decide (RedirectorCore, + the C ABI for decide) and pyasn csv
@@ -231,7 +231,7 @@ case $command in
   "" ) sed -n '2,14p' "$0"; exit 2 ;;
   *)
     seconds=${2:-60}
-    targets=$command
+    targets=${command//,/ }
     [ "$targets" = all ] && targets=$all_targets
     for target in $targets; do
       echo " $all_targets " | grep -q " $target " || { log "unknown target $target (scripts/fuzz.sh list)"; exit 2; }

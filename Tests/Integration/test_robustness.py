@@ -1,6 +1,7 @@
 """Reliability and security of every backend (issue 6), bounded in time; scripts/soak.sh runs the
 long versions and prints a results table.
 
+0. The fuzz targets build and replay their seeds and every saved regression input.
 1. Corrupted snapshots: every truncation length and thousands of bit flips rejected by rdr_open
    (robustness/abi_driver.c), resealed damage rejected or harmless (robustness/abi.py), damage
    rejected by `nginx -t` and by reloads of nginx and of the sidecar while the old snapshot keeps
@@ -91,6 +92,21 @@ def workers_of(process_pid: int) -> set[int]:
             if int(stat[stat.rfind(")") + 2:].split()[1]) == process_pid:
                 pids.add(int(entry.name))
     return pids
+
+
+# =========================================================================== 0. fuzz regressions
+
+
+def test_fuzz_seeds_and_regressions_replay():
+    """Every fuzz target builds (swiftc -sanitize=fuzzer,address) and runs its committed seeds and
+    every input that once failed (Fuzz/Regressions) without a finding. Fuzzing itself:
+    scripts/fuzz.sh all SECONDS."""
+    if not shutil.which("swiftc") or not (REPO / ".build" / "checkouts" / "Yams").is_dir():
+        pytest.skip("swiftc or the resolved Yams sources (.build/checkouts) are missing")
+    proc = run([REPO / "scripts" / "fuzz.sh", "replay"], check=False, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.split() and line.split()[-1] == "ok"]
+    assert len(rows) == 11, proc.stdout
 
 
 # =========================================================================== 1. corrupted snapshots

@@ -13,6 +13,8 @@
  *       FILE to rdr_decide / rdr_lookup / rdr_lookup_batch_v4 / rdr_format_prefix /
  *       rdr_route_header as the decide fuzzer reads its inputs; checks the Location of every
  *       redirect (no byte <= 0x20 or 0x7f, starts with the target host). Used under valgrind.
+ *   abi_driver soak SNAPSHOT COUNT
+ *       COUNT decisions and lookups, reopening the table every 100,000, with RSS sampled.
  *
  * Prints one summary line "mode=... checked=N rejected=N accepted=N"; exits 1 on the first
  * violation with a message on stderr.
@@ -274,12 +276,62 @@ static int mode_corpus(int argc, char **argv) {
     return 0;
 }
 
+static long rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
+/* COUNT decisions and lookups in a loop (plus an open/close every 100,000), RSS sampled. */
+static int mode_soak(const char *snapshot, unsigned long count) {
+    char err[512];
+    rdr_table *t = rdr_open(snapshot, err, sizeof err);
+    if (!t) die("cannot open", err);
+    static const char *clients[] = {"192.0.2.10", "192.0.2.200", "198.51.100.5", "203.0.113.9", "2001:db8:b::1",
+                                    "10.1.2.3", "::ffff:192.0.2.10", "garbage"};
+    static const char *paths[] = {"/v2/library/nginx/manifests/1.25", "/binaries/kubectl?arch=amd64", "/v2/",
+                                  "/v2/a/blobs/sha256:00ff", "/index.html", "/v2/a\r\nx"};
+    char buf[1024];
+    long first = 0, warm = 0, peak = 0;
+    unsigned long redirects = 0;
+    for (unsigned long i = 0; i < count; i++) {
+        const char *c = clients[i % 8], *p = paths[(i / 8) % 6];
+        rdr_request req = {c, strlen(c), "GET", 3, "h", 1, p, strlen(p)};
+        rdr_decision d;
+        if (rdr_decide(t, &req, &d, buf, sizeof buf) != RDR_OK) die("rdr_decide failed", NULL);
+        redirects += d.action == RDR_REDIRECT;
+        uint32_t addr = (uint32_t)(i * 2654435761u);
+        int32_t provider;
+        rdr_lookup_batch_v4(t, &addr, &provider, 1);
+        if (i % 100000 == 99999) {
+            rdr_table *again = rdr_open(snapshot, err, sizeof err);
+            if (!again) die("cannot reopen", err);
+            rdr_close(t);
+            t = again;
+            long kb = rss_kb();
+            if (first == 0) first = kb;
+            if (i + 1 == count / 10 || (warm == 0 && i + 1 >= count / 10)) warm = kb;
+            if (kb > peak) peak = kb;
+        }
+    }
+    long last = rss_kb();
+    rdr_close(t);
+    printf("mode=soak decisions=%lu redirects=%lu reopens=%lu rss_first_kb=%ld rss_warm_kb=%ld rss_peak_kb=%ld rss_last_kb=%ld\n",
+           count, redirects, count / 100000, first, warm, peak, last);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (rdr_abi_version() != RDR_ABI_VERSION) die("ABI version mismatch", NULL);
     if (argc >= 4 && strcmp(argv[1], "truncate") == 0) return mode_truncate(argv[2], argv[3]);
     if (argc >= 6 && strcmp(argv[1], "flip") == 0)
         return mode_flip(argv[2], argv[3], strtoul(argv[4], NULL, 10), strtoull(argv[5], NULL, 10));
     if (argc >= 3 && strcmp(argv[1], "corpus") == 0) return mode_corpus(argc - 2, argv + 2);
-    fprintf(stderr, "usage: abi_driver truncate SNAPSHOT WORK | flip SNAPSHOT WORK COUNT SEED | corpus SNAPSHOT... -- FILE...\n");
+    if (argc >= 4 && strcmp(argv[1], "soak") == 0) return mode_soak(argv[2], strtoul(argv[3], NULL, 10));
+    fprintf(stderr, "usage: abi_driver truncate SNAPSHOT WORK | flip SNAPSHOT WORK COUNT SEED | corpus SNAPSHOT... -- FILE... | soak SNAPSHOT COUNT\n");
     return 2;
 }

@@ -82,6 +82,7 @@ def nginx_reloads(server: Nginx, snapshots: dict, reloads: int, interval: float 
     wrk = Wrk(server.port, "GET", MANIFEST, CLIENT, [OLD, NEW], duration=reloads * interval + 2, keepalive=False)
     problems = []
     time.sleep(1)
+    master_before = rss_kb(server.proc.pid)
     done = 0
     for index in range(reloads):
         old = server.worker_pids()
@@ -98,8 +99,12 @@ def nginx_reloads(server: Nginx, snapshots: dict, reloads: int, interval: float 
         time.sleep(interval / 2)
     outcome = wrk.result()
     problems += problems_of(outcome, minimum_requests=100)
-    return result("nginx reloads under load", f"{done} reloads, {outcome['requests']} requests", problems,
-                  requests=outcome["requests"], reloads=done)
+    # every reload reads a snapshot into the master; the previous cycle's must be released
+    master_after = rss_kb(server.proc.pid)
+    if master_after - master_before > 8 * 1024:
+        problems.append(f"master RSS grew from {master_before} to {master_after} KiB over {done} reloads")
+    return result("nginx reloads under load", f"{done} reloads, {outcome['requests']} requests, master RSS "
+                  f"{master_before // 1024}→{master_after // 1024} MiB", problems, requests=outcome["requests"], reloads=done)
 
 
 def sidecar_reloads(sidecar: Sidecar, snapshots: dict, reloads: int, interval: float = 0.5) -> dict:
@@ -109,6 +114,7 @@ def sidecar_reloads(sidecar: Sidecar, snapshots: dict, reloads: int, interval: f
     problems = []
     time.sleep(1)
     start = sidecar.readyz()[1]["reloads"]
+    rss_before = rss_kb(sidecar.proc.pid)
     for index in range(reloads):
         replace_atomically(snapshots["alt" if index % 2 == 0 else "main"].read_bytes(), path)
         if index % 2:
@@ -123,8 +129,11 @@ def sidecar_reloads(sidecar: Sidecar, snapshots: dict, reloads: int, interval: f
     if done != reloads or ready["reload_failures"]:
         problems.append(f"{done} of {reloads} reloads, {ready['reload_failures']} failures: {ready.get('last_reload_error')}")
     problems += problems_of(outcome, minimum_requests=100)
-    return result("sidecar reloads under load", f"{done} reloads, {outcome['requests']} requests", problems,
-                  requests=outcome["requests"], reloads=done)
+    rss_after = rss_kb(sidecar.proc.pid)
+    if rss_after - rss_before > 16 * 1024:
+        problems.append(f"RSS grew from {rss_before} to {rss_after} KiB over {done} reloads")
+    return result("sidecar reloads under load", f"{done} reloads, {outcome['requests']} requests, RSS "
+                  f"{rss_before // 1024}→{rss_after // 1024} MiB", problems, requests=outcome["requests"], reloads=done)
 
 
 # --------------------------------------------------------------------------- snapshot replacement
@@ -165,52 +174,80 @@ def sidecar_replacements(sidecar: Sidecar, snapshots: dict, rounds: int) -> dict
                   requests=outcome["requests"], rejected_partial_files=ready["reload_failures"])
 
 
+def settled_worker_pids(server: Nginx, timeout: float = 10.0):
+    """The worker PIDs once they stop changing (old generations have exited), bounded by timeout."""
+    deadline = time.monotonic() + timeout
+    previous = server.worker_pids()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        current = server.worker_pids()
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
 def nginx_replacements(server: Nginx, snapshots: dict, rounds: int) -> dict:
-    """The file replaced atomically and rewritten in place (also truncated) under load: without
-    a reload nothing changes and no worker dies (the snapshot was read, not mapped); a reload
-    after the complete write switches; a reload that catches a partial file is refused."""
-    wrk = Wrk(server.port, "GET", MANIFEST, CLIENT, [OLD, NEW], duration=rounds * 1.5 + 3, keepalive=False)
+    """The file rewritten in place (also truncated) under load: without a reload nothing changes
+    and no worker dies (the snapshot was read, not mapped). Then a switch: atomically replaced and
+    reloaded, or rewritten in place slowly with a reload racing the write (refused while the file
+    is partial, or the master's new cycle fails and the old workers stay), then reloaded."""
+    import threading
+    wrk = Wrk(server.port, "GET", MANIFEST, CLIENT, [OLD, NEW], duration=rounds * 2.5 + 3, keepalive=False)
     problems = []
     time.sleep(0.5)
     data = {name: snapshots[name].read_bytes() for name in ("main", "alt")}
+    answer = {"main": OLD, "alt": NEW}
     current = "main"
     refused = 0
-    workers = server.worker_pids()
+    in_place = 0
     for index in range(rounds):
         name = "alt" if current == "main" else "main"
+        # The previous reload's old workers may still be draining: start from a settled set, or
+        # their normal exit would read as a crash. (Crashes also fail through the error-log check.)
+        workers = settled_worker_pids(server)
         # in place, without a reload: the serving snapshot must not change, workers must survive
         write_in_place(data[name], server.snapshot)
         os.truncate(server.snapshot, 100)
+        os.truncate(server.snapshot, 0)
         write_in_place(data[name], server.snapshot)
+        in_place += 3
         resp = http_request(server.port, "GET", MANIFEST, client=CLIENT)
-        want = OLD if current == "main" else NEW
-        if f"{resp.status} {resp.location}" != want:
+        if f"{resp.status} {resp.location}" != answer[current]:
             problems.append(f"round {index}: answer changed without a reload: {resp.status} {resp.location}")
         if server.worker_pids() != workers:
             problems.append(f"round {index}: workers changed without a reload (crash?)")
-        # a reload racing an in-place write: refused (partial) or switched (complete)
         if index % 2:
-            write_in_place(data[current], server.snapshot, pause=0.01)  # back to the serving one, slowly
-            reload = server.reload()
-            if reload.returncode != 0:
+            # a reload racing a slow in-place rewrite
+            write_in_place(data[current], server.snapshot)
+            writer = threading.Thread(target=write_in_place, args=(data[name], server.snapshot), kwargs={"pause": 0.02})
+            writer.start()
+            time.sleep(0.05)
+            if server.reload().returncode != 0:
                 refused += 1
-            write_in_place(data[name], server.snapshot)
+            writer.join()
+            in_place += 2
+            time.sleep(0.3)
         else:
             replace_atomically(data[name], server.snapshot)
         reload = server.reload()
         if reload.returncode != 0:
             problems.append(f"round {index}: reload of a complete file failed: {reload.stderr[-200:]}")
-        else:
-            try:
-                workers = server.wait_new_workers(workers, timeout=20)
+            continue
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            resp = http_request(server.port, "GET", MANIFEST, client=CLIENT)
+            if f"{resp.status} {resp.location}" == answer[name]:
                 current = name
-            except TimeoutError as exc:
-                problems.append(str(exc))
-        time.sleep(0.3)
+                break
+            time.sleep(0.05)
+        else:
+            problems.append(f"round {index}: {name} not served 20 s after the reload")
+        time.sleep(0.5)  # old workers finish
     outcome = wrk.result()
     problems += problems_of(outcome, minimum_requests=100)
     return result("nginx: snapshot replaced atomically and in place under load",
-                  f"{rounds} rounds ({rounds * 2} in-place rewrites), {outcome['requests']} requests", problems,
+                  f"{rounds} switches, {in_place} in-place rewrites, {outcome['requests']} requests", problems,
                   requests=outcome["requests"], refused_partial_reloads=refused)
 
 
