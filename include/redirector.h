@@ -33,13 +33,13 @@ typedef struct rdr_table rdr_table;
 uint32_t rdr_abi_version(void);
 
 /*
- * Maps and validates the snapshot at `snapshot_path`.
+ * Loads (into private memory) and validates the snapshot at `snapshot_path`.
  * On failure returns NULL and, when err != NULL and errlen > 0, writes a
  * NUL-terminated message naming the file and the reason into err (truncated to errlen).
  */
 rdr_table *rdr_open(const char *snapshot_path, char *err, size_t errlen);
 
-/* Unmaps the table. NULL is ignored. */
+/* Releases the table. NULL is ignored. */
 void rdr_close(rdr_table *t);
 
 /*
