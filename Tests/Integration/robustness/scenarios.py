@@ -274,7 +274,7 @@ def start_envoy(work: Path, sidecar_port: int, upstream_port: int, failure_mode_
     conf = render(EXAMPLES / "envoy" / "envoy.yaml", work / f"envoy-faults-{port}.yaml", {
         "LISTEN_PORT": port, "ADMIN_PORT": free_port(), "SIDECAR_PORT": sidecar_port,
         "UPSTREAM_PORT": upstream_port, "FAILURE_MODE_ALLOW": "true" if failure_mode_allow else "false"})
-    process = start_proxy("envoy", [binary, "-c", conf, "--base-id", 90 + port % 100, "-l", "error",
+    process = start_proxy("envoy", [binary, "-c", conf, "--disable-hot-restart", "-l", "error",
                                     "--concurrency", "1"], work / f"envoy-faults-{port}.log", port)
     return process, port
 
