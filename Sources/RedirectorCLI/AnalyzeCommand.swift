@@ -78,7 +78,7 @@ struct AnalyzeCommand: ParsableCommand {
         }
         var extraProxies: [IPPrefix] = []
         for text in trustedProxies {
-            guard let prefix = IPPrefix(text) ?? IPAddress(text).map({ IPPrefix(network: $0, length: $0.family == 4 ? 32 : 128) }) else {
+            guard let prefix = IPPrefix(text) ?? IPAddress(text).map({ IPPrefix(network: $0, length: $0.family.bitWidth) }) else {
                 throw CommandFailure(description: "--trusted-proxy \(text): not an address or prefix")
             }
             extraProxies.append(prefix)

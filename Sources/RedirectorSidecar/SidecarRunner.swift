@@ -104,7 +104,7 @@ public enum SidecarRunner {
                 if let prefix = IPPrefix(item) {
                     result.append(prefix)
                 } else if let address = IPAddress(item) {
-                    result.append(IPPrefix(network: address, length: address.family == 4 ? 32 : 128))
+                    result.append(IPPrefix(network: address, length: address.family.bitWidth))
                 } else {
                     throw ConfigurationError("trusted proxy '\(item)' is not an address or CIDR prefix")
                 }

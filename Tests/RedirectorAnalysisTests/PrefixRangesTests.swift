@@ -26,11 +26,11 @@ import Testing
     @Test func rangesAgreeWithTheSnapshotsLookups() throws {
         let snapshot = simpleSnapshot
         var generator = SystemRandomNumberGenerator()
-        for (family, ranges) in [(4, PrefixRanges.flatten(snapshot.ipv4.visiblePrefixes())), (6, PrefixRanges.flatten(snapshot.ipv6.visiblePrefixes()))] {
+        for (family, ranges) in [(AddressFamily.v4, PrefixRanges.flatten(snapshot.ipv4.visiblePrefixes())), (.v6, PrefixRanges.flatten(snapshot.ipv6.visiblePrefixes()))] {
             #expect(!ranges.isEmpty)
             for (previous, next) in zip(ranges, ranges.dropFirst()) { #expect(previous.end < next.start) }
             func expectMatch(_ value: UInt128) {
-                let address: IPAddress = family == 4 ? .v4(UInt32(truncatingIfNeeded: value)) : .v6(value)
+                let address: IPAddress = family == .v4 ? .v4(UInt32(truncatingIfNeeded: value)) : .v6(value)
                 let index = ranges.partitionPoint { $0.end < value }
                 let range = index < ranges.count && ranges[index].start <= value ? ranges[index] : nil
                 let match = snapshot.lookup(address)
@@ -43,7 +43,7 @@ import Testing
                 expectMatch(range.end &+ 1)
             }
             for _ in 0..<20_000 {
-                let value: UInt128 = family == 4 ? UInt128(UInt32.random(in: 0...UInt32.max, using: &generator))
+                let value: UInt128 = family == .v4 ? UInt128(UInt32.random(in: 0...UInt32.max, using: &generator))
                     : UInt128(UInt64.random(in: 0...UInt64.max, using: &generator)) << 64 | UInt128(UInt64.random(in: 0...UInt64.max, using: &generator))
                 expectMatch(value)
             }

@@ -128,7 +128,7 @@ import Testing
             let v6 = IPAddress.v6(generator.next128() | UInt128(1) << 100)  // never mapped
             for address in [v4, v6] {
                 let bytes = address.networkBytes
-                #expect(bytes.count == (address.family == 4 ? 4 : 16))
+                #expect(bytes.count == (address.family.byteCount))
                 #expect(bytes.withUnsafeBytes { IPAddress(networkBytes: $0) } == address)
             }
         }
@@ -212,7 +212,7 @@ import Testing
 
     @Test func mappedPrefixShorterThan96StaysIPv6() throws {
         let parsed = try #require(IPPrefix.parse("::ffff:1.2.3.4/95"))
-        #expect(parsed.prefix.network.family == 6)
+        #expect(parsed.prefix.network.family == .v6)
         #expect(parsed.prefix.length == 95)
         #expect(parsed.hadHostBits)
         #expect(parsed.prefix.network == .v6(0xfffe_0000_0000))

@@ -6,14 +6,14 @@ import Testing
     /// A random prefix set of one family with heavy nesting: clusters of prefixes sharing a base
     /// address at many lengths (around the direct-array and stride boundaries especially), random
     /// prefixes, the whole space, host routes and duplicates with different values.
-    static func randomEntries(family: Int, seed: UInt64, count: Int) -> [(prefix: IPPrefix, value: UInt32)] {
+    static func randomEntries(family: AddressFamily, seed: UInt64, count: Int) -> [(prefix: IPPrefix, value: UInt32)] {
         var g = SeededGenerator(seed: seed)
-        let width = family == 4 ? 32 : 128
+        let width = family.bitWidth
         func randomBase() -> IPAddress {
-            family == 4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128() | (UInt128(1) << (127 - g.next() % 3)))
+            family == .v4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128() | (UInt128(1) << (127 - g.next() % 3)))
         }
         // Lengths near the direct array (18 / 16 bits) and stride boundaries (18 + 6k / 16 + 6k).
-        let interesting = family == 4
+        let interesting = family == .v4
             ? [0, 1, 7, 8, 15, 16, 17, 18, 19, 20, 23, 24, 25, 29, 30, 31, 32]
             : [0, 1, 15, 16, 17, 21, 22, 23, 28, 32, 40, 46, 48, 52, 63, 64, 65, 96, 112, 118, 124, 127, 128]
         var entries: [(prefix: IPPrefix, value: UInt32)] = []
@@ -44,7 +44,7 @@ import Testing
     }
 
     /// Probes: every prefix's boundary addresses, random addresses inside prefixes and anywhere.
-    static func probes(for entries: [(prefix: IPPrefix, value: UInt32)], family: Int, seed: UInt64, random: Int) -> [IPAddress] {
+    static func probes(for entries: [(prefix: IPPrefix, value: UInt32)], family: AddressFamily, seed: UInt64, random: Int) -> [IPAddress] {
         var g = SeededGenerator(seed: seed)
         var probes = Set<IPAddress>()
         for entry in entries {
@@ -52,14 +52,14 @@ import Testing
             probes.insert(randomAddress(in: entry.prefix, using: &g))
         }
         for _ in 0..<random {
-            probes.insert(family == 4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128()))
+            probes.insert(family == .v4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128()))
         }
-        probes.formUnion(family == 4 ? [.v4(0), .v4(.max)] : [.v6(0), .v6(.max)])
+        probes.formUnion(family == .v4 ? [.v4(0), .v4(.max)] : [.v6(0), .v6(.max)])
         return Array(probes)
     }
 
     /// Compares the three matchers on every probe and returns the number of mismatches.
-    static func compare(entries: [(prefix: IPPrefix, value: UInt32)], family: Int, probes: [IPAddress]) throws -> Int {
+    static func compare(entries: [(prefix: IPPrefix, value: UInt32)], family: AddressFamily, probes: [IPAddress]) throws -> Int {
         let oracle = LinearScanMatcher(entries: entries)
         let tree = BinaryRadixTree(family: family, entries: entries)
         let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: 200)
@@ -78,8 +78,8 @@ import Testing
         return mismatches
     }
 
-    @Test(arguments: [(4, UInt64(11)), (4, 12), (4, 13), (4, 14), (6, 21), (6, 22), (6, 23), (6, 24)])
-    func randomNestedSetsAgree(family: Int, seed: UInt64) throws {
+    @Test(arguments: [(AddressFamily.v4, UInt64(11)), (.v4, 12), (.v4, 13), (.v4, 14), (.v6, 21), (.v6, 22), (.v6, 23), (.v6, 24)])
+    func randomNestedSetsAgree(family: AddressFamily, seed: UInt64) throws {
         let entries = MatcherTests.randomEntries(family: family, seed: seed, count: 2500)
         let probes = MatcherTests.probes(for: entries, family: family, seed: seed + 1000, random: 20_000)
         #expect(probes.count > 30_000)
@@ -88,11 +88,11 @@ import Testing
 
     /// Every address of a /16 (IPv4) or of the last 16 bits of a /112 (IPv6), against 2,000 random
     /// prefixes packed inside and around it: an exhaustive comparison where every stride level is busy.
-    @Test(arguments: [(4, UInt64(41)), (6, 42)])
-    func denseBlockExhaustively(family: Int, seed: UInt64) throws {
+    @Test(arguments: [(AddressFamily.v4, UInt64(41)), (.v6, 42)])
+    func denseBlockExhaustively(family: AddressFamily, seed: UInt64) throws {
         var g = SeededGenerator(seed: seed)
-        let block: IPPrefix = family == 4 ? prefix("10.20.0.0/16") : prefix("2001:db8:1:2:3:4:5:0/112")
-        let width = family == 4 ? 32 : 128
+        let block: IPPrefix = family == .v4 ? prefix("10.20.0.0/16") : prefix("2001:db8:1:2:3:4:5:0/112")
+        let width = family.bitWidth
         var entries: [(prefix: IPPrefix, value: UInt32)] = [(IPPrefix(network: block.network, length: block.length - 3), 199)]
         for _ in 0..<2000 {
             let length = block.length + Int(g.next() % UInt64(width - block.length + 1))
@@ -107,12 +107,12 @@ import Testing
         #expect(try MatcherTests.compare(entries: entries, family: family, probes: probes) == 0)
     }
 
-    @Test(arguments: [4, 6])
-    func emptyTableMatchesNothing(family: Int) throws {
+    @Test(arguments: AddressFamily.allCases)
+    func emptyTableMatchesNothing(family: AddressFamily) throws {
         let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: []), valueCount: 0)
         var g = SeededGenerator(seed: 5)
         for _ in 0..<1000 {
-            let probe: IPAddress = family == 4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128())
+            let probe: IPAddress = family == .v4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128())
             #expect(poptrie.longestMatch(probe) == nil)
         }
         #expect(poptrie.poptrie.visiblePrefixes().isEmpty)
@@ -124,7 +124,7 @@ import Testing
             (prefix("0.0.0.0/0"), 1), (prefix("10.0.0.0/8"), 2), (prefix("10.1.2.3/32"), 3),
             (prefix("10.1.2.2/31"), 4), (prefix("255.255.255.255/32"), 5), (prefix("0.0.0.0/32"), 6),
         ]
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: 4, entries: entries), valueCount: 7)
+        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v4, entries: entries), valueCount: 7)
         let cases: [(String, String, UInt32)] = [
             ("1.1.1.1", "0.0.0.0/0", 1), ("10.200.0.0", "10.0.0.0/8", 2), ("10.1.2.3", "10.1.2.3/32", 3),
             ("10.1.2.2", "10.1.2.2/31", 4), ("10.1.2.4", "10.0.0.0/8", 2), ("255.255.255.255", "255.255.255.255/32", 5),
@@ -143,7 +143,7 @@ import Testing
             (prefix("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"), 4), (prefix("::/128"), 5),
             (prefix("2001:db8:0:0:8000::/65"), 6),
         ]
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: 6, entries: entries), valueCount: 7)
+        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v6, entries: entries), valueCount: 7)
         let cases: [(String, String, UInt32)] = [
             ("2600::1", "::/0", 1), ("2001:db8::2", "2001:db8::/32", 2), ("2001:db8::1", "2001:db8::1/128", 3),
             ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", 4),
@@ -161,14 +161,14 @@ import Testing
             (prefix("192.0.2.0/24"), 7), (prefix("192.0.2.0/24"), 9), (prefix("192.0.2.77/24"), 11),
         ]
         let expected = PrefixMatch(prefix: prefix("192.0.2.0/24"), value: 7)
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: 4, entries: entries), valueCount: 12)
+        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v4, entries: entries), valueCount: 12)
         let probe = address("192.0.2.1")
         let oracle = LinearScanMatcher(entries: entries)
-        let radix = BinaryRadixTree(family: 4, entries: entries)
+        let radix = BinaryRadixTree(family: .v4, entries: entries)
         #expect(oracle.longestMatch(probe) == expected)
         #expect(radix.longestMatch(probe) == expected)
         #expect(poptrie.longestMatch(probe) == expected)
-        var tree = BinaryRadixTree(family: 4)
+        var tree = BinaryRadixTree(family: .v4)
         let added = tree.insert(prefix("192.0.2.0/24"), value: 1)
         let addedAgain = tree.insert(prefix("192.0.2.0/24"), value: 2)
         let addedOtherFamily = tree.insert(prefix("::/0"), value: 3)
@@ -178,8 +178,8 @@ import Testing
         #expect(tree.longestMatch(address("192.0.2.9"))?.value == 1)
     }
 
-    @Test(arguments: [(4, UInt64(31)), (6, 32)])
-    func visiblePrefixesRoundTrip(family: Int, seed: UInt64) throws {
+    @Test(arguments: [(AddressFamily.v4, UInt64(31)), (.v6, 32)])
+    func visiblePrefixesRoundTrip(family: AddressFamily, seed: UInt64) throws {
         let entries = MatcherTests.randomEntries(family: family, seed: seed, count: 1500)
         let original = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: 200)
         let visible = original.poptrie.visiblePrefixes()
@@ -215,7 +215,7 @@ import Testing
         let entries: [(prefix: IPPrefix, value: UInt32)] = [
             (prefix("10.0.0.0/24"), 1), (prefix("10.0.0.0/25"), 2), (prefix("10.0.0.128/25"), 3), (prefix("10.0.0.0/8"), 4),
         ]
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: 4, entries: entries), valueCount: 5)
+        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v4, entries: entries), valueCount: 5)
         let visible = poptrie.poptrie.visiblePrefixes().map { "\($0.prefix)=\($0.value)" }
         #expect(visible == ["10.0.0.0/8=4", "10.0.0.0/25=2", "10.0.0.128/25=3"])
     }

@@ -24,7 +24,7 @@ import Testing
                 regionIndex[region] = value
                 table.regions.append(region)
             }
-            if parsed.prefix.network.family == 4 { table.v4.append((parsed.prefix, value)) } else { table.v6.append((parsed.prefix, value)) }
+            if parsed.prefix.network.family == .v4 { table.v4.append((parsed.prefix, value)) } else { table.v6.append((parsed.prefix, value)) }
         }
         func load(_ name: String) -> [String: Any] {
             guard let data = try? Data(contentsOf: exampleData(name)),
@@ -55,22 +55,22 @@ import Testing
         #expect(Set(table.v4.map(\.prefix)).count < table.v4.count)  // duplicates are part of the test
     }
 
-    @Test(arguments: [4, 6])
-    func poptrieRadixAndLinearScanAgree(family: Int) throws {
+    @Test(arguments: AddressFamily.allCases)
+    func poptrieRadixAndLinearScanAgree(family: AddressFamily) throws {
         let table = RealDataMatcherTests.table
-        let entries = family == 4 ? table.v4 : table.v6
+        let entries = family == .v4 ? table.v4 : table.v6
         let valueCount = table.regions.count
         let oracle = LinearScanMatcher(entries: entries)
         let tree = BinaryRadixTree(family: family, entries: entries)
         let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: valueCount)
-        var g = SeededGenerator(seed: UInt64(family) * 1000)
+        var g = SeededGenerator(seed: UInt64(family.rawValue) * 1000)
         var probes = Set<IPAddress>()
         for entry in entries {
             probes.formUnion(boundaryProbes(entry.prefix))
             probes.insert(randomAddress(in: entry.prefix, using: &g))
         }
         for _ in 0..<10_000 {
-            probes.insert(family == 4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128()))
+            probes.insert(family == .v4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128()))
         }
         var mismatches = 0, matched = 0
         for probe in probes {
@@ -88,7 +88,7 @@ import Testing
         #expect(mismatches == 0)
         #expect(matched > probes.count / 2)
         // Known answer: LPM (not archeio's shortest match) for 15.193.0.5.
-        if family == 4 {
+        if family == .v4 {
             let answer = try #require(poptrie.longestMatch(address("15.193.0.5")))
             #expect(answer.prefix == prefix("15.193.0.0/24"))
             #expect(table.regions[Int(answer.value)] == "aws/ap-south-1")
@@ -104,7 +104,7 @@ import Testing
         #expect(snapshot.prefixCounts.v6 == Set(table.v6.map(\.prefix)).count)
         var g = SeededGenerator(seed: 99)
         var mismatches = 0
-        for (entries, family) in [(table.v4, 4), (table.v6, 6)] {
+        for (entries, family) in [(table.v4, AddressFamily.v4), (table.v6, .v6)] {
             let oracle = BinaryRadixTree(family: family, entries: entries)  // equal to the linear scan (test above)
             for entry in entries {
                 for probe in boundaryProbes(entry.prefix) + [randomAddress(in: entry.prefix, using: &g)] {
@@ -123,10 +123,10 @@ import Testing
         #expect(mismatches == 0)
     }
 
-    @Test(arguments: [4, 6])
-    func visiblePrefixesRoundTripOnRealData(family: Int) throws {
+    @Test(arguments: AddressFamily.allCases)
+    func visiblePrefixesRoundTripOnRealData(family: AddressFamily) throws {
         let table = RealDataMatcherTests.table
-        let entries = family == 4 ? table.v4 : table.v6
+        let entries = family == .v4 ? table.v4 : table.v6
         let original = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: table.regions.count)
         let visible = original.poptrie.visiblePrefixes()
         #expect(visible.count > 1000)

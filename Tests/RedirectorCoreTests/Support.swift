@@ -87,13 +87,7 @@ final class OwnedPoptrie: PrefixMatcher {
         for buffer in buffers { buffer.deallocate() }
     }
 
-    func longestMatch(_ address: IPAddress) -> PrefixMatch? {
-        switch (address, poptrie.family) {
-        case (.v4(let value), 4): return PackedMatch.unpack(poptrie.lookup(v4: value), for: address)
-        case (.v6(let value), 6): return PackedMatch.unpack(poptrie.lookup(v6: value), for: address)
-        default: return nil
-        }
-    }
+    func longestMatch(_ address: IPAddress) -> PrefixMatch? { poptrie.longestMatch(address) }
 }
 
 /// Snapshot contents holding `entries` (values `0..<valueCount`, each with an attribute of no
@@ -105,13 +99,13 @@ func snapshotContents(
     attributes: [MatchAttributes]? = nil,
     report: String = "test report", createdAt: UInt64 = 1_700_000_000
 ) -> SnapshotContents {
-    let v4 = entries.filter { $0.prefix.network.family == 4 }
-    let v6 = entries.filter { $0.prefix.network.family == 6 }
+    let v4 = entries.filter { $0.prefix.network.family == .v4 }
+    let v6 = entries.filter { $0.prefix.network.family == .v6 }
     return SnapshotContents(
         strings: strings,
         attributes: attributes ?? (0..<valueCount).map { MatchAttributes(provider: -1, asn: 64_500 + UInt32($0)) },
-        ipv4: PoptrieBuilder.build(family: 4, entries: v4),
-        ipv6: PoptrieBuilder.build(family: 6, entries: v6),
+        ipv4: PoptrieBuilder.build(family: .v4, entries: v4),
+        ipv6: PoptrieBuilder.build(family: .v6, entries: v6),
         prefixCounts: (Set(v4.map(\.prefix)).count, Set(v6.map(\.prefix)).count),
         policy: policy, report: report, createdAt: createdAt)
 }

@@ -50,11 +50,11 @@ public final class ASNTable: @unchecked Sendable {
                     asns.append(asn)
                 }
                 let prefix = IPPrefix(network: parsed.address, length: parsed.length)
-                if parsed.address.family == 4 { entries4.append((prefix, value)) } else { entries6.append((prefix, value)) }
+                if parsed.address.family == .v4 { entries4.append((prefix, value)) } else { entries6.append((prefix, value)) }
             }
             if let warning = input.warning { throw ASNTableError(description: warning) }
         }
-        try self.init(ipv4: PoptrieBuilder.build(family: 4, entries: entries4), ipv6: PoptrieBuilder.build(family: 6, entries: entries6),
+        try self.init(ipv4: PoptrieBuilder.build(family: .v4, entries: entries4), ipv6: PoptrieBuilder.build(family: .v6, entries: entries6),
                       asns: asns, prefixCounts: (entries4.count, entries6.count), sources: paths)
     }
 

@@ -12,8 +12,8 @@ public struct PrefixRange: Hashable, Sendable {
     /// The attribute index of that prefix.
     public var value: UInt32
 
-    /// 4 or 6.
-    public var family: Int { prefix.network.family }
+    /// The range's family.
+    public var family: AddressFamily { prefix.network.family }
 }
 
 /// Flattens a longest-prefix-match table into disjoint ranges, so that other engines (DuckDB,
@@ -46,7 +46,7 @@ public enum PrefixRanges {
         func emit(_ open: Open, upTo end: UInt128) {
             guard let from = cursor, from <= end else { return }
             ranges.append(PrefixRange(start: max(from, open.start), end: end, prefix: open.match.prefix, value: open.match.value))
-            cursor = end == UInt128.max || (open.match.prefix.network.family == 4 && end == UInt128(UInt32.max)) ? nil : end + 1
+            cursor = end == UInt128.max || (open.match.prefix.network.family == .v4 && end == UInt128(UInt32.max)) ? nil : end + 1
         }
         func close(_ open: Open) {
             emit(open, upTo: open.end)
@@ -70,8 +70,8 @@ public enum PrefixRanges {
 
     /// Fixed-width lower-case hex of a range bound: 8 digits for IPv4, 32 for IPv6 (so that text or
     /// byte comparison orders them numerically).
-    public static func hex(_ value: UInt128, family: Int) -> String {
-        let digits = family == 4 ? 8 : 32
+    public static func hex(_ value: UInt128, family: AddressFamily) -> String {
+        let digits = family == .v4 ? 8 : 32
         let text = String(value, radix: 16)
         return String(repeating: "0", count: max(digits - text.count, 0)) + text
     }
@@ -90,7 +90,7 @@ extension PrefixRanges {
             for range in ranges {
                 let attributes = snapshot.attributes(at: range.value)
                 let family = range.family
-                out += "\(family),\(range.start),\(range.end),\(hex(range.start, family: family)),\(hex(range.end, family: family)),"
+                out += "\(family.rawValue),\(range.start),\(range.end),\(hex(range.start, family: family)),\(hex(range.end, family: family)),"
                 out += "\(range.prefix),\(CSVReport.escape(snapshot.providerName(attributes.provider))),"
                 out += "\(CSVReport.escape(snapshot.strings.string(attributes.region))),\(attributes.asn == 0 ? "" : String(attributes.asn))\n"
             }

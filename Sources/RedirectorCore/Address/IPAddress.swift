@@ -42,11 +42,23 @@ public enum IPAddress: Hashable, Sendable {
         return .v6(value)
     }
 
-    /// 4 for IPv4, 6 for IPv6.
-    public var family: Int {
+    /// The address's family.
+    public var family: AddressFamily {
         switch self {
-        case .v4: return 4
-        case .v6: return 6
+        case .v4: return .v4
+        case .v6: return .v6
+        }
+    }
+
+    /// Writes the address in network byte order to the first 4 or 16 bytes of `buffer`, which
+    /// must have room for them.
+    public func storeNetworkBytes(into buffer: UnsafeMutableRawBufferPointer) {
+        switch self {
+        case .v4(let value):
+            buffer.storeBytes(of: value.bigEndian, toByteOffset: 0, as: UInt32.self)
+        case .v6(let value):
+            buffer.storeBytes(of: UInt64(truncatingIfNeeded: value &>> 64).bigEndian, toByteOffset: 0, as: UInt64.self)
+            buffer.storeBytes(of: UInt64(truncatingIfNeeded: value).bigEndian, toByteOffset: 8, as: UInt64.self)
         }
     }
 

@@ -7,8 +7,8 @@
 /// can never select an arbitrary address. `X-Real-IP` and Envoy's `x-envoy-external-address` are
 /// believed only from trusted peers.
 public struct ClientAddressResolver: Sendable {
-    private var trusted4 = BinaryRadixTree(family: 4)
-    private var trusted6 = BinaryRadixTree(family: 6)
+    private var trusted4 = BinaryRadixTree(family: .v4)
+    private var trusted6 = BinaryRadixTree(family: .v6)
     /// Most X-Forwarded-For entries examined, so thousands of entries cost a bounded amount of work.
     public static let maximumHops = 32
 

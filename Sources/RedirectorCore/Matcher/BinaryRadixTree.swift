@@ -3,8 +3,8 @@
 /// Used as the performance baseline, as a second oracle, and as the intermediate form from which
 /// ``PoptrieBuilder`` builds a poptrie. Keys are left-aligned in a `UInt128`.
 public struct BinaryRadixTree: PrefixMatcher, Sendable {
-    /// The address family: 4 or 6.
-    public let family: Int
+    /// The address family.
+    public let family: AddressFamily
     /// Children per node (index 0 is the root); -1 when absent.
     private(set) var zero: [Int32] = [-1]
     private(set) var one: [Int32] = [-1]
@@ -12,15 +12,15 @@ public struct BinaryRadixTree: PrefixMatcher, Sendable {
     private(set) var packed: [UInt32] = [0]
 
     /// Number of key bits: 32 or 128.
-    public var keyBits: Int { family == 4 ? 32 : 128 }
+    public var keyBits: Int { family.bitWidth }
 
-    /// An empty tree for `family` (4 or 6).
-    public init(family: Int) {
-        self.family = family == 4 ? 4 : 6
+    /// An empty tree for `family`.
+    public init(family: AddressFamily) {
+        self.family = family
     }
 
     /// Builds a tree from entries of this family; for duplicate prefixes the first entry wins.
-    public init(family: Int, entries: some Sequence<(prefix: IPPrefix, value: UInt32)>) {
+    public init(family: AddressFamily, entries: some Sequence<(prefix: IPPrefix, value: UInt32)>) {
         self.init(family: family)
         for entry in entries { insert(entry.prefix, value: entry.value) }
     }
@@ -29,8 +29,8 @@ public struct BinaryRadixTree: PrefixMatcher, Sendable {
     @inline(__always)
     func key(_ address: IPAddress) -> UInt128? {
         switch (address, family) {
-        case (.v4(let value), 4): return UInt128(value) &<< 96
-        case (.v6(let value), 6): return value
+        case (.v4(let value), .v4): return UInt128(value) &<< 96
+        case (.v6(let value), .v6): return value
         default: return nil
         }
     }

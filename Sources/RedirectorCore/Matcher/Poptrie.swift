@@ -1,24 +1,30 @@
-/// A read-only poptrie over raw memory (a mapped snapshot or a ``PoptrieImage``'s buffers).
+/// A read-only poptrie over raw memory (a loaded snapshot or a ``PoptrieImage``'s buffers).
 ///
 /// Lookups read through unsafe pointers with wrapping arithmetic: no bounds checks, no traps and no
-/// allocation. That is safe because ``init(family:direct:nodes:leaves:)`` validates every index once.
-public struct Poptrie: @unchecked Sendable {
-    /// The direct-entry flag for "points to a node".
-    public static let nodeFlag: UInt32 = 0x8000_0000
+/// allocation. That is safe because ``init(family:direct:nodes:leaves:valueCount:)`` validates every
+/// index once. The layout constants below are the only place the geometry is written; they are
+/// computed properties so that every use folds to an immediate in the lookup loops.
+public struct Poptrie: PrefixMatcher, @unchecked Sendable {
+    /// The direct-entry flag for "points to a node"; the other 31 bits are the node index.
+    @inlinable public static var nodeFlag: UInt32 { 0x8000_0000 }
+
+    /// Bits resolved by one node level (64 children).
+    @inlinable public static var strideBits: Int { 6 }
 
     /// Bits resolved by the direct-pointing array: 18 for IPv4 (1 MiB), 16 for IPv6 (256 KiB).
     /// (16 bits for IPv4 measured worse on the 512k-prefix table: 12.7 instead of 8.7 bytes per
     /// prefix, because every /24 then needs a second node level.)
-    public static func directBits(family: Int) -> Int { family == 4 ? 18 : 16 }
+    @inlinable
+    public static func directBits(family: AddressFamily) -> Int { family == .v4 ? 18 : 16 }
 
-    /// Stride levels below the direct array: 3 for IPv4, 19 for IPv6.
-    static func levels(family: Int) -> Int {
-        let remaining = (family == 4 ? 32 : 128) - directBits(family: family)
-        return (remaining + 5) / 6
+    /// Node levels below the direct array: 3 for IPv4, 19 for IPv6.
+    @inlinable
+    static func levels(family: AddressFamily) -> Int {
+        (family.bitWidth - directBits(family: family) + strideBits - 1) / strideBits
     }
 
-    /// The address family: 4 or 6.
-    public let family: Int
+    /// The address family.
+    public let family: AddressFamily
     @usableFromInline let direct: UnsafePointer<UInt32>
     @usableFromInline let nodes: UnsafeRawPointer
     @usableFromInline let leaves: UnsafePointer<UInt32>
@@ -47,10 +53,10 @@ public struct Poptrie: @unchecked Sendable {
     ///   - valueCount: leaves may carry values `0..<valueCount` (the attribute count).
     /// - Throws: ``ValidationError`` when any index could leave the arrays or loop.
     public init(
-        family: Int, direct: UnsafeRawBufferPointer, nodes: UnsafeRawBufferPointer,
+        family: AddressFamily, direct: UnsafeRawBufferPointer, nodes: UnsafeRawBufferPointer,
         leaves: UnsafeRawBufferPointer, valueCount: Int
     ) throws {
-        let name = family == 4 ? "IPv4" : "IPv6"
+        let name = family.name
         let directCount = 1 << Poptrie.directBits(family: family)
         guard let directBase = direct.baseAddress, direct.count == directCount * 4 else {
             throw ValidationError(description: "\(name) direct array has \(direct.count) bytes, expected \(directCount * 4)")
@@ -60,7 +66,7 @@ public struct Poptrie: @unchecked Sendable {
         }
         let nodeCount = nodes.count / PoptrieNode.byteSize
         let leafCount = leaves.count / 4
-        let maximumLength = family == 4 ? 32 : 128
+        let maximumLength = family.bitWidth
         func checkLeaf(_ packed: UInt32, _ place: @autoclosure () -> String) throws {
             guard packed == 0 || (Int(PackedMatch.value(packed)) < valueCount
                 && PackedMatch.length(packed) <= maximumLength && packed & Poptrie.nodeFlag == 0) else {
@@ -134,41 +140,58 @@ public struct Poptrie: @unchecked Sendable {
     static func loadNode(_ base: UnsafeRawBufferPointer, _ index: Int) -> PoptrieNode {
         let offset = index * PoptrieNode.byteSize
         return PoptrieNode(
-            vector: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
-            leafVector: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
-            leafBase: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self)),
-            nodeBase: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + 20, as: UInt32.self)))
+            vector: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset + PoptrieNode.vectorOffset, as: UInt64.self)),
+            leafVector: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset + PoptrieNode.leafVectorOffset, as: UInt64.self)),
+            leafBase: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + PoptrieNode.leafBaseOffset, as: UInt32.self)),
+            nodeBase: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + PoptrieNode.nodeBaseOffset, as: UInt32.self)))
     }
 
     /// One stride step: the child at `position` (0–63) of node `index`. Returns the leaf when the
     /// child is a leaf; otherwise moves `index` to the child node and returns nil.
     @inlinable @inline(__always)
     func step(_ index: inout Int, _ position: UInt64) -> UInt32? {
-        let node = nodes + index &* 24
-        let vector = node.loadUnaligned(as: UInt64.self)
+        let node = nodes + index &* PoptrieNode.byteSize
+        let vector = node.loadUnaligned(fromByteOffset: PoptrieNode.vectorOffset, as: UInt64.self)
         let below = (UInt64(2) &<< position) &- 1
         if vector & (UInt64(1) &<< position) != 0 {
-            let base = node.loadUnaligned(fromByteOffset: 20, as: UInt32.self)
+            let base = node.loadUnaligned(fromByteOffset: PoptrieNode.nodeBaseOffset, as: UInt32.self)
             index = Int(truncatingIfNeeded: base) &+ (vector & below).nonzeroBitCount &- 1
             return nil
         }
-        let leafVector = node.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-        let base = node.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+        let leafVector = node.loadUnaligned(fromByteOffset: PoptrieNode.leafVectorOffset, as: UInt64.self)
+        let base = node.loadUnaligned(fromByteOffset: PoptrieNode.leafBaseOffset, as: UInt32.self)
         return leaves[Int(truncatingIfNeeded: base) &+ (leafVector & below).nonzeroBitCount &- 1]
+    }
+
+    /// The direct-array slot of an IPv4 address: its top ``directBits(family:)`` bits.
+    @inlinable @inline(__always)
+    static func directSlot(v4 address: UInt32) -> Int {
+        Int(truncatingIfNeeded: address &>> (AddressFamily.v4.bitWidth &- directBits(family: .v4)))
+    }
+
+    /// Walks the node levels below direct entry `entry` (which has ``nodeFlag`` set). `key` holds
+    /// the address bits after the direct slot, left-aligned in `Key`, so each level's child position
+    /// is its top ``strideBits`` bits.
+    @inlinable @inline(__always)
+    func descend<Key: FixedWidthInteger & UnsignedInteger>(_ entry: UInt32, key: Key, levels: Int) -> UInt32 {
+        var index = Int(truncatingIfNeeded: entry & ~Poptrie.nodeFlag)
+        var key = key
+        for _ in 0..<levels {
+            let position = UInt64(truncatingIfNeeded: key &>> (Key.bitWidth &- Poptrie.strideBits))
+            if let leaf = step(&index, position) { return leaf }
+            key = key &<< Poptrie.strideBits
+        }
+        return 0
     }
 
     /// Packed match (``PackedMatch``) for an IPv4 address; 0 when nothing matches.
     @inlinable @inline(__always)
     public func lookup(v4 address: UInt32) -> UInt32 {
-        let entry = direct[Int(truncatingIfNeeded: address &>> 14)]
-        if entry & 0x8000_0000 == 0 { return entry }
-        var index = Int(truncatingIfNeeded: entry & 0x7fff_ffff)
-        var key = UInt64(truncatingIfNeeded: address) &<< 50
-        for _ in 0..<3 {
-            if let leaf = step(&index, key &>> 58) { return leaf }
-            key = key &<< 6
-        }
-        return 0
+        let entry = direct[Poptrie.directSlot(v4: address)]
+        if entry & Poptrie.nodeFlag == 0 { return entry }
+        // The bits below the direct slot, at the top of a 64-bit key.
+        let key = UInt64(truncatingIfNeeded: address) &<< (UInt64.bitWidth &- AddressFamily.v4.bitWidth &+ Poptrie.directBits(family: .v4))
+        return descend(entry, key: key, levels: Poptrie.levels(family: .v4))
     }
 
     /// Packed matches for many IPv4 addresses. Groups of eight first load their direct entries
@@ -178,9 +201,9 @@ public struct Poptrie: @unchecked Sendable {
         var start = 0
         while start &+ 8 <= count {
             for lane in 0..<8 {
-                results[start &+ lane] = direct[Int(truncatingIfNeeded: addresses[start &+ lane] &>> 14)]
+                results[start &+ lane] = direct[Poptrie.directSlot(v4: addresses[start &+ lane])]
             }
-            for lane in 0..<8 where results[start &+ lane] & 0x8000_0000 != 0 {
+            for lane in 0..<8 where results[start &+ lane] & Poptrie.nodeFlag != 0 {
                 results[start &+ lane] = lookup(v4: addresses[start &+ lane])
             }
             start &+= 8
@@ -194,25 +217,30 @@ public struct Poptrie: @unchecked Sendable {
     /// Packed match (``PackedMatch``) for an IPv6 address; 0 when nothing matches.
     @inlinable @inline(__always)
     public func lookup(v6 address: UInt128) -> UInt32 {
-        let entry = direct[Int(truncatingIfNeeded: address &>> 112)]
-        if entry & 0x8000_0000 == 0 { return entry }
-        var index = Int(truncatingIfNeeded: entry & 0x7fff_ffff)
-        var key = address &<< 16
-        for _ in 0..<19 {
-            if let leaf = step(&index, UInt64(truncatingIfNeeded: key &>> 122)) { return leaf }
-            key = key &<< 6
+        let directBits = Poptrie.directBits(family: .v6)
+        let entry = direct[Int(truncatingIfNeeded: address &>> (UInt128.bitWidth &- directBits))]
+        if entry & Poptrie.nodeFlag == 0 { return entry }
+        return descend(entry, key: address &<< directBits, levels: Poptrie.levels(family: .v6))
+    }
+
+    /// The longest prefix containing `address` and its value (``PrefixMatcher``); nil for no match
+    /// or an address of the other family.
+    public func longestMatch(_ address: IPAddress) -> PrefixMatch? {
+        switch (address, family) {
+        case (.v4(let value), .v4): return PackedMatch.unpack(lookup(v4: value), for: address)
+        case (.v6(let value), .v6): return PackedMatch.unpack(lookup(v6: value), for: address)
+        default: return nil
         }
-        return 0
     }
 
     /// Every prefix a lookup can return, with its value, sorted: the input prefixes minus those that
     /// more specific prefixes shadow completely. Used by `redirector export` and as a structural check.
     public func visiblePrefixes() -> [PrefixMatch] {
-        let keyBits = family == 4 ? 32 : 128
+        let keyBits = family.bitWidth
         var found = Set<PrefixMatch>()
         func emit(_ start: UInt128, _ packed: UInt32) {
             guard packed != 0 else { return }
-            let address: IPAddress = family == 4 ? .v4(UInt32(truncatingIfNeeded: start &>> 96)) : .v6(start)
+            let address: IPAddress = family == .v4 ? .v4(UInt32(truncatingIfNeeded: start &>> 96)) : .v6(start)
             found.insert(PrefixMatch(prefix: IPPrefix(network: address, length: PackedMatch.length(packed)),
                                      value: PackedMatch.value(packed)))
         }

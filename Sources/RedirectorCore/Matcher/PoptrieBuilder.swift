@@ -15,7 +15,12 @@ public struct PoptrieNode: Hashable, Sendable {
     public var nodeBase: UInt32
 
     /// The size of a node in a snapshot.
-    public static let byteSize = 24
+    @inlinable public static var byteSize: Int { 24 }
+    /// Byte offsets of the fields in a stored node.
+    @inlinable static var vectorOffset: Int { 0 }
+    @inlinable static var leafVectorOffset: Int { 8 }
+    @inlinable static var leafBaseOffset: Int { 16 }
+    @inlinable static var nodeBaseOffset: Int { 20 }
 }
 
 /// A poptrie in plain arrays, ready to be written into a snapshot.
@@ -25,8 +30,8 @@ public struct PoptrieNode: Hashable, Sendable {
 /// by the top ``Poptrie/directBits(family:)`` bits, then 6-bit stride nodes with leaf compression.
 /// Direct entries with the top bit set point to a node; others are packed leaves (``PackedMatch``).
 public struct PoptrieImage: Sendable {
-    /// The address family: 4 or 6.
-    public var family: Int
+    /// The address family.
+    public var family: AddressFamily
     /// `1 << directBits` entries.
     public var direct: [UInt32]
     /// Internal nodes; a node's children always have larger indices than the node.
@@ -38,7 +43,7 @@ public struct PoptrieImage: Sendable {
 /// Builds a ``PoptrieImage`` from a ``BinaryRadixTree``.
 public enum PoptrieBuilder {
     /// Builds the poptrie of one family's entries; for duplicate prefixes the first entry wins.
-    public static func build(family: Int, entries: some Sequence<(prefix: IPPrefix, value: UInt32)>) -> PoptrieImage {
+    public static func build(family: AddressFamily, entries: some Sequence<(prefix: IPPrefix, value: UInt32)>) -> PoptrieImage {
         build(from: BinaryRadixTree(family: family, entries: entries))
     }
 

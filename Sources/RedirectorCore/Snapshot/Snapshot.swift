@@ -179,9 +179,9 @@ public final class Snapshot: @unchecked Sendable {
                 guard Int(region) < regions.count / 8 else { throw fail("attribute \(index) names region \(region)") }
                 previousProvider = provider
             }
-            self.ipv4 = try Poptrie(family: 4, direct: try section(.direct4), nodes: try section(.nodes4),
+            self.ipv4 = try Poptrie(family: .v4, direct: try section(.direct4), nodes: try section(.nodes4),
                                     leaves: try section(.leaves4), valueCount: attributeCount)
-            self.ipv6 = try Poptrie(family: 6, direct: try section(.direct6), nodes: try section(.nodes6),
+            self.ipv6 = try Poptrie(family: .v6, direct: try section(.direct6), nodes: try section(.nodes6),
                                     leaves: try section(.leaves6), valueCount: attributeCount)
             var info = ByteReader(try section(.info), context: "info section")
             self.prefixCounts = (Int(try info.read(UInt32.self)), Int(try info.read(UInt32.self)))
