@@ -34,8 +34,10 @@ let package = Package(
             name: "RedirectorCompiler",
             dependencies: ["RedirectorCore", "CZlib", .product(name: "Yams", package: "Yams")]
         ),
-        /// `@_cdecl` entry points of libredirector.so.
-        .target(name: "RedirectorABI", dependencies: ["RedirectorCore"], swiftSettings: hotPathSettings),
+        /// `include/redirector.h` as a Clang module: the one declaration of the ABI's structs and codes.
+        .systemLibrary(name: "CRedirector", path: "Sources/CRedirector"),
+        /// `@_cdecl` entry points of libredirector.so, with the layouts the compiler reads from the header.
+        .target(name: "RedirectorABI", dependencies: ["RedirectorCore", "CRedirector"], swiftSettings: hotPathSettings),
         /// The `redirector` command-line tool.
         .executableTarget(
             name: "RedirectorCLI",

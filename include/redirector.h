@@ -1,7 +1,7 @@
 /*
  * redirector.h — C ABI of libredirector.so.
  *
- * The library maps a compiled snapshot (.rdb, see `redirector compile`) and answers
+ * The library loads a compiled snapshot (.rdb, see `redirector compile`) and answers
  * two questions: which provider owns a client address (longest-prefix match), and
  * what an HTTP request from that client should get (pass, redirect, or a fixed answer).
  *
@@ -29,6 +29,13 @@ extern "C" {
 /* An open snapshot. Opaque. */
 typedef struct rdr_table rdr_table;
 
+/* Return codes. Lookups return a provider index (>= 0) or RDR_NO_MATCH. */
+#define RDR_OK          0   /* done */
+#define RDR_NO_MATCH   -1   /* rdr_lookup: no provider's prefix covers the address */
+#define RDR_ENOSPC     -1   /* a buffer is too small (rdr_decide, rdr_format_prefix) */
+#define RDR_EINVAL     -2   /* a required pointer (table, request, output) is NULL */
+#define RDR_ERANGE     -3   /* an index is out of range (rdr_route_header) */
+
 /* The ABI version the loaded library implements (RDR_ABI_VERSION when they agree). */
 uint32_t rdr_abi_version(void);
 
@@ -45,13 +52,13 @@ void rdr_close(rdr_table *t);
 /*
  * Longest-prefix match of one address: `addr` holds 4 (IPv4) or 16 (IPv6)
  * network-order bytes. IPv4-mapped IPv6 addresses are matched as IPv4.
- * Returns the provider index, or -1 when no provider's prefix covers the address
+ * Returns the provider index, or RDR_NO_MATCH when no provider's prefix covers the address
  * (or addrlen is neither 4 nor 16, or t is NULL).
  */
 int32_t rdr_lookup(const rdr_table *t, const uint8_t *addr, size_t addrlen);
 
 /*
- * Batch form of rdr_lookup for IPv4: out[i] = provider index of addrs[i] or -1.
+ * Batch form of rdr_lookup for IPv4: out[i] = provider index of addrs[i] or RDR_NO_MATCH.
  * addrs[i] is the address as a host-order integer (e.g. 0x0A000001 for 10.0.0.1).
  * Returns the number of results written (count, or 0 when t is NULL).
  */
@@ -69,11 +76,6 @@ typedef enum {
     RDR_REDIRECT = 1,  /* answer `status` with Location: <buf> */
     RDR_RESPOND  = 2   /* answer `status` with no Location (e.g. 404, 405, 200 for /v2/) */
 } rdr_action;
-
-/* Return codes of rdr_decide. */
-#define RDR_OK          0   /* decision written */
-#define RDR_ENOSPC     -1   /* buf too small: location_len holds the size needed (without NUL) */
-#define RDR_EINVAL     -2   /* t, req or out is NULL */
 
 /* One request, as the host saw it. Strings need not be NUL-terminated. */
 typedef struct {
@@ -101,7 +103,9 @@ typedef struct {
 } rdr_decision;
 
 /*
- * Decides one request. On RDR_OK, `out` is filled; for RDR_REDIRECT the Location
+ * Decides one request. Returns RDR_OK, RDR_ENOSPC (buf too small: out->location_len
+ * holds the size needed, without NUL) or RDR_EINVAL (t, req or out is NULL).
+ * On RDR_OK, `out` is filled; for RDR_REDIRECT the Location
  * value ("https://host/path?query") is written to buf[0..location_len) and
  * NUL-terminated when buflen > location_len. When buf is too small the call returns
  * RDR_ENOSPC with out->location_len set to the length needed and out->action set,
@@ -113,8 +117,8 @@ int rdr_decide(const rdr_table *t, const rdr_request *req, rdr_decision *out,
 
 /*
  * Writes the matched prefix of a decision as text ("192.0.2.0/24") to buf,
- * NUL-terminated. Returns the text length, 0 when nothing matched, or -1 when
- * buflen is too small (at most 44 bytes are ever needed).
+ * NUL-terminated. Returns the text length, 0 when nothing matched, RDR_ENOSPC when
+ * buflen is too small (at most 44 bytes are ever needed), or RDR_EINVAL when d or buf is NULL.
  */
 int rdr_format_prefix(const rdr_decision *d, char *buf, size_t buflen);
 
@@ -123,7 +127,7 @@ int32_t rdr_route_header_count(const rdr_table *t, int32_t route);
 
 /*
  * Header `index` of route `route`: name and value as NUL-terminated strings owned by the
- * table. Returns 0, or -1 when out of range.
+ * table. Returns RDR_OK, or RDR_ERANGE when route or index is out of range (or t is NULL).
  */
 int rdr_route_header(const rdr_table *t, int32_t route, int32_t index,
                      const char **name, const char **value);

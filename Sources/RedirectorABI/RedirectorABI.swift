@@ -1,18 +1,14 @@
 // The C ABI of libredirector.so, declared in include/redirector.h.
 //
+// The header is the only declaration: `CRedirector` imports it, so `rdr_request`, `rdr_decision`,
+// the `RDR_*` codes and the ABI version below are what a C compiler sees, laid out by the compiler.
+//
 // Every entry point is synchronous, starts no threads, and never traps: pointers are checked for
 // NULL, lengths are checked, and all indices into the snapshot were validated when it was opened.
 // Only rdr_open and rdr_close allocate.
 
+import CRedirector
 import RedirectorCore
-
-/// The ABI version (`RDR_ABI_VERSION` in the header).
-private let abiVersion: UInt32 = 1
-
-/// Layout of `rdr_request` (8 pointer-sized fields).
-private enum RequestLayout {
-    static let client = 0, method = 2, host = 4, path = 6
-}
 
 /// What `rdr_table *` points to: the matchers' raw views, so lookups touch no reference counts,
 /// and the snapshot that owns their memory (retained until rdr_close).
@@ -33,14 +29,14 @@ private func table(_ pointer: OpaquePointer?) -> Snapshot? {
     handle(pointer)?.pointee.owner.takeUnretainedValue()
 }
 
-/// The provider of a packed match, -1 for none.
+/// The provider of a packed match, `RDR_NO_MATCH` for none.
 @inline(__always)
 private func provider(_ handle: UnsafePointer<Handle>, _ packed: UInt32) -> Int32 {
-    packed == 0 ? -1 : MatchAttributes.loadProvider(from: handle.pointee.attributes, index: PackedMatch.value(packed))
+    packed == 0 ? RDR_NO_MATCH : MatchAttributes.loadProvider(from: handle.pointee.attributes, index: PackedMatch.value(packed))
 }
 
 @_cdecl("rdr_abi_version")
-public func rdr_abi_version() -> UInt32 { abiVersion }
+public func rdr_abi_version() -> UInt32 { UInt32(RDR_ABI_VERSION) }
 
 @_cdecl("rdr_open")
 public func rdr_open(_ path: UnsafePointer<CChar>?, _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int) -> OpaquePointer? {
@@ -77,12 +73,12 @@ public func rdr_close(_ pointer: OpaquePointer?) {
 
 @_cdecl("rdr_lookup")
 public func rdr_lookup(_ pointer: OpaquePointer?, _ address: UnsafePointer<UInt8>?, _ length: Int) -> Int32 {
-    guard let handle = handle(pointer), let address else { return -1 }
+    guard let handle = handle(pointer), let address else { return RDR_NO_MATCH }
     let bytes = UnsafeRawPointer(address)
     if length == 4 {
         return provider(handle, handle.pointee.ipv4.lookup(v4: UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))))
     }
-    guard length == 16 else { return -1 }
+    guard length == 16 else { return RDR_NO_MATCH }
     let high = UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self))
     let low = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
     if high == 0 && low &>> 32 == 0xffff {  // IPv4-mapped
@@ -117,85 +113,66 @@ public func rdr_provider_name(_ pointer: OpaquePointer?, _ index: Int32) -> Unsa
     return snapshot.strings.cString(snapshot.policy.providers[Int(index)].name)
 }
 
-/// Reads a (pointer, length) pair of `rdr_request`; a NULL pointer with a length reads as empty.
+/// A (pointer, length) field of `rdr_request` as bytes; a NULL pointer or a zero length reads as empty.
 @inline(__always)
-private func field(_ request: UnsafeRawPointer, _ slot: Int) -> UnsafeRawBufferPointer {
-    let stride = MemoryLayout<Int>.stride
-    let start = request.load(fromByteOffset: slot * stride, as: UnsafeRawPointer?.self)
-    let count = request.load(fromByteOffset: (slot + 1) * stride, as: Int.self)
+private func bytes(_ start: UnsafePointer<CChar>?, _ count: Int) -> UnsafeRawBufferPointer {
     guard let start, count > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
     return UnsafeRawBufferPointer(start: start, count: count)
 }
 
-/// Layout of `rdr_decision`, computed from the C declaration order.
-private enum DecisionLayout {
-    static let action = 0, status = 4, locationLength = 8, provider = 16, route = 20, asn = 24
-    static let prefixLength = 28, family = 32, prefix = 36, providerName = 56, region = 64, routeName = 72, targetHost = 80
-}
-
 @_cdecl("rdr_decide")
-public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafeRawPointer?, _ output: UnsafeMutableRawPointer?,
-                       _ buffer: UnsafeMutableRawPointer?, _ bufferLength: Int) -> Int32 {
-    guard let snapshot = table(pointer), let request, let output else { return -2 }
-    let client = AddressParser.parseAddress(field(request, RequestLayout.client))
+public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_request>?,
+                       _ output: UnsafeMutablePointer<rdr_decision>?,
+                       _ buffer: UnsafeMutablePointer<CChar>?, _ bufferLength: Int) -> Int32 {
+    guard let snapshot = table(pointer), let request, let output else { return RDR_EINVAL }
+    let fields = request.pointee
+    let client = AddressParser.parseAddress(bytes(fields.client, fields.client_len))
     let location = UnsafeMutableRawBufferPointer(start: buffer, count: buffer == nil ? 0 : max(bufferLength, 0))
-    let decision = snapshot.decide(client: client, method: field(request, RequestLayout.method),
-                                   target: field(request, RequestLayout.path), location: location)
+    let decision = snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
+                                   target: bytes(fields.path, fields.path_len), location: location)
     let strings = snapshot.strings
-    output.storeBytes(of: decision.action.rawValue, toByteOffset: DecisionLayout.action, as: Int32.self)
-    output.storeBytes(of: decision.status, toByteOffset: DecisionLayout.status, as: Int32.self)
-    output.storeBytes(of: decision.locationLength, toByteOffset: DecisionLayout.locationLength, as: Int.self)
-    output.storeBytes(of: decision.attributes.provider, toByteOffset: DecisionLayout.provider, as: Int32.self)
-    output.storeBytes(of: decision.route, toByteOffset: DecisionLayout.route, as: Int32.self)
-    output.storeBytes(of: decision.attributes.asn, toByteOffset: DecisionLayout.asn, as: UInt32.self)
-    var prefixLength: Int32 = -1
-    var family: Int32 = 0
-    var network = (UInt64(0), UInt64(0))
+    var answer = rdr_decision()
+    answer.action = Int32(decision.action.rawValue)
+    answer.status = decision.status
+    answer.location_len = decision.locationLength
+    answer.provider = decision.attributes.provider
+    answer.route = decision.route
+    answer.asn = decision.attributes.asn
+    answer.prefix_len = -1
     if let prefix = decision.match?.prefix {
-        prefixLength = Int32(prefix.length)
-        switch prefix.network {
-        case .v4(let value):
-            family = 4
-            network.0 = UInt64(value.bigEndian)
-        case .v6(let value):
-            family = 6
-            network = (UInt64(truncatingIfNeeded: value &>> 64).bigEndian, UInt64(truncatingIfNeeded: value).bigEndian)
-        }
+        answer.prefix_len = Int32(prefix.length)
+        answer.family = Int32(prefix.network.family.rawValue)
+        withUnsafeMutableBytes(of: &answer.prefix) { prefix.network.storeNetworkBytes(into: $0) }
     }
-    output.storeBytes(of: prefixLength, toByteOffset: DecisionLayout.prefixLength, as: Int32.self)
-    output.storeBytes(of: family, toByteOffset: DecisionLayout.family, as: Int32.self)
-    output.storeBytes(of: network.0, toByteOffset: DecisionLayout.prefix, as: UInt64.self)
-    output.storeBytes(of: network.1, toByteOffset: DecisionLayout.prefix + 8, as: UInt64.self)
     let providerName = decision.attributes.provider >= 0
         ? snapshot.policy.providers[Int(decision.attributes.provider)].name : StringRef.empty
     let routeName = decision.route >= 0 ? snapshot.policy.routes[Int(decision.route)].name : StringRef.empty
-    output.storeBytes(of: strings.cString(providerName), toByteOffset: DecisionLayout.providerName, as: UnsafePointer<CChar>.self)
-    output.storeBytes(of: strings.cString(decision.attributes.region), toByteOffset: DecisionLayout.region, as: UnsafePointer<CChar>.self)
-    output.storeBytes(of: strings.cString(routeName), toByteOffset: DecisionLayout.routeName, as: UnsafePointer<CChar>.self)
-    output.storeBytes(of: strings.cString(decision.target), toByteOffset: DecisionLayout.targetHost, as: UnsafePointer<CChar>.self)
-    guard decision.action != .redirect || decision.locationLength <= location.count else { return -1 }
+    answer.provider_name = strings.cString(providerName)
+    answer.region = strings.cString(decision.attributes.region)
+    answer.route_name = strings.cString(routeName)
+    answer.target_host = strings.cString(decision.target)
+    output.pointee = answer
+    guard decision.action != .redirect || decision.locationLength <= location.count else { return RDR_ENOSPC }
     if decision.action == .redirect, decision.locationLength < location.count, let buffer {
-        buffer.storeBytes(of: 0, toByteOffset: decision.locationLength, as: UInt8.self)
+        buffer[decision.locationLength] = 0
     }
-    return 0
+    return RDR_OK
 }
 
 @_cdecl("rdr_format_prefix")
-public func rdr_format_prefix(_ decision: UnsafeRawPointer?, _ buffer: UnsafeMutablePointer<CChar>?, _ length: Int) -> Int32 {
-    guard let decision, let buffer, length > 0 else { return -1 }
-    let prefixLength = decision.loadUnaligned(fromByteOffset: DecisionLayout.prefixLength, as: Int32.self)
-    let family = decision.loadUnaligned(fromByteOffset: DecisionLayout.family, as: Int32.self)
-    guard prefixLength >= 0, family == 4 || family == 6 else {
+public func rdr_format_prefix(_ decision: UnsafePointer<rdr_decision>?, _ buffer: UnsafeMutablePointer<CChar>?,
+                              _ length: Int) -> Int32 {
+    guard let decision, let buffer, length > 0 else { return RDR_EINVAL }
+    var answer = decision.pointee
+    let family = AddressFamily(rawValue: Int(answer.family))
+    guard answer.prefix_len >= 0, let family,
+          let address = withUnsafeBytes(of: &answer.prefix, { IPAddress(networkBytes: UnsafeRawBufferPointer(rebasing: $0[..<family.byteCount])) })
+    else {
         buffer[0] = 0
         return 0
     }
-    let bytes = UnsafeRawBufferPointer(start: decision + DecisionLayout.prefix, count: family == 4 ? 4 : 16)
-    guard let address = IPAddress(networkBytes: bytes) else {
-        buffer[0] = 0
-        return 0
-    }
-    let text = "\(address)/\(prefixLength)"
-    guard text.utf8.count < length else { return -1 }
+    let text = "\(address)/\(answer.prefix_len)"
+    guard text.utf8.count < length else { return RDR_ENOSPC }
     for (index, byte) in text.utf8.enumerated() { buffer[index] = CChar(bitPattern: byte) }
     buffer[text.utf8.count] = 0
     return Int32(text.utf8.count)
@@ -214,8 +191,8 @@ public func rdr_route_header(_ pointer: OpaquePointer?, _ route: Int32, _ index:
                              _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
     guard let snapshot = table(pointer), route >= 0, Int(route) < snapshot.policy.routes.count,
           case .respond(_, let headers) = snapshot.policy.routes[Int(route)].action,
-          index >= 0, Int(index) < headers.count else { return -1 }
+          index >= 0, Int(index) < headers.count else { return RDR_ERANGE }
     name?.pointee = snapshot.strings.cString(headers[Int(index)].name)
     value?.pointee = snapshot.strings.cString(headers[Int(index)].value)
-    return 0
+    return RDR_OK
 }
