@@ -13,6 +13,8 @@ let package = Package(
         /// self-contained as `libredirector.so`.
         .library(name: "RedirectorABI", type: .dynamic, targets: ["RedirectorABI"]),
         .executable(name: "redirector", targets: ["RedirectorCLI"]),
+        /// The conformance harness's in-process core backend (a line protocol on stdin/stdout).
+        .executable(name: "redirector-conformance-driver", targets: ["RedirectorConformanceDriver"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,6 +49,11 @@ let package = Package(
                 "RedirectorAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        /// `redirector-conformance-driver`: decides the harness's requests with RedirectorCore in-process.
+        .executableTarget(
+            name: "RedirectorConformanceDriver",
+            dependencies: ["RedirectorCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         /// `redirector serve`: Envoy ext_authz HTTP, forward-auth, nginx auth_request and standalone redirects.
         .target(
