@@ -29,18 +29,7 @@ struct DecideCommand: ParsableCommand {
             print(explanation)
             return
         }
-        func quote(_ text: String) -> String {
-            var out = "\""
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-                default: out.unicodeScalars.append(scalar)
-                }
-            }
-            return out + "\""
-        }
+        let quote = TextEscaping.jsonString
         var fields = [
             "\"action\": \(quote(explanation.action))", "\"status\": \(explanation.status)",
             "\"location\": \(explanation.location.map(quote) ?? "null")",

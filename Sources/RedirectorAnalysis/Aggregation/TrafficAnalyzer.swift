@@ -237,14 +237,7 @@ public final class TrafficAnalyzer {
 
     private func noteExample(input: String, line: Int, reason: MalformedReason, text: UnsafeRawBufferPointer) {
         guard examples.count < options.maximumExamples else { return }
-        var shown = ""
-        for byte in text.prefix(160) {
-            if byte >= 0x20 && byte < 0x7f {
-                shown.unicodeScalars.append(Unicode.Scalar(byte))
-            } else {
-                shown += "\\x" + (byte < 16 ? "0" : "") + String(byte, radix: 16)
-            }
-        }
+        var shown = TextEscaping.displayBytes(text.prefix(160))
         if text.count > 160 { shown += "…" }
         examples.append(MalformedExample(input: input, line: line, reason: reason, text: shown))
     }

@@ -1,3 +1,5 @@
+import RedirectorCore
+
 /// JSON output: the whole report, keys in a fixed order.
 public enum JSONReport {
     /// Renders the report as a JSON document.
@@ -159,21 +161,5 @@ final class JSONWriter {
         return String(value)
     }
 
-    static func quoted(_ string: String) -> String {
-        var out = "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quoted(_ string: String) -> String { TextEscaping.jsonString(string) }
 }

@@ -43,7 +43,7 @@ extension Snapshot {
                     decision.status = status
                     return decision
                 case .redirect(let status, let redirectTarget, let template, let keepQuery):
-                    guard Snapshot.isSafeTarget(target) else { return decision }
+                    guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
                     let base = resolve(redirectTarget, client: attributes, isActive: isActive)
                     guard !base.isEmpty else { return decision }
                     decision.action = .redirect
@@ -58,15 +58,6 @@ extension Snapshot {
             }
             return Decision.pass(match, attributes)
         }
-    }
-
-    /// Only targets starting with `/` and free of control bytes, spaces and DEL are ever redirected:
-    /// no header injection, and no scheme-relative or absolute-URL tricks reach a `Location`.
-    @inline(__always)
-    static func isSafeTarget(_ target: UnsafeRawBufferPointer) -> Bool {
-        guard target.count > 0, target[0] == UInt8(ascii: "/") else { return false }
-        for byte in target where byte <= 0x20 || byte == 0x7f { return false }
-        return true
     }
 
     /// The base URL a redirect goes to, or empty when the policy's fallback passes.

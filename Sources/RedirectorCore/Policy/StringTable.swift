@@ -56,7 +56,7 @@ public struct StringTable: @unchecked Sendable {
         guard let base = bytes.baseAddress, bytes.count > 0, bytes[0] == 0, bytes[bytes.count - 1] == 0 else {
             throw ByteReader.OutOfBounds(description: "string table is not NUL-terminated")
         }
-        for index in 0..<bytes.count where (bytes[index] < 0x20 && bytes[index] != 0) || bytes[index] == 0x7f {
+        for index in 0..<bytes.count where bytes[index] != 0 && ByteClass.isControl(bytes[index]) {
             throw ByteReader.OutOfBounds(description: "string table holds control byte 0x\(String(bytes[index], radix: 16)) at offset \(index)")
         }
         self.bytes = bytes

@@ -1,0 +1,76 @@
+/// What may reach a response header: checked when a snapshot is opened (and by the compiler), so
+/// that decisions can copy these bytes into a `Location` without looking at them again.
+public enum OutputSyntax {
+    /// Path text as a decision copies it from a request: no control byte, space or DEL (bytes
+    /// 0x80–0xff pass, as they do in request paths).
+    public static func isPathText(_ bytes: some Sequence<UInt8>) -> Bool {
+        bytes.all(ByteClass.isPathByte)
+    }
+
+    /// An RFC 9110 token (header name): one or more ``ByteClass/isTokenByte(_:)``.
+    public static func isToken(_ bytes: some Collection<UInt8>) -> Bool {
+        !bytes.isEmpty && bytes.all(ByteClass.isTokenByte)
+    }
+
+    /// A configured header value: ``ByteClass/isFieldValueByte(_:)`` only (no CR, LF or other controls).
+    public static func isFieldValue(_ bytes: some Sequence<UInt8>) -> Bool {
+        bytes.all(ByteClass.isFieldValueByte)
+    }
+
+    /// A request target a decision may copy into a `Location`: starts with `/` and holds only
+    /// ``ByteClass/isPathByte(_:)`` (no header injection, no scheme-relative or absolute-URL tricks).
+    @inlinable @inline(__always)
+    public static func isSafeRequestTarget(_ target: UnsafeRawBufferPointer) -> Bool {
+        guard target.count > 0, target[0] == UInt8(ascii: "/") else { return false }
+        for byte in target where !ByteClass.isPathByte(byte) { return false }
+        return true
+    }
+
+    /// `http://` or `https://`, a non-empty authority of letters, digits, `.`, `-` and `:` (port),
+    /// then an optional path of visible bytes without `?`, `#` or `\`: exactly what the compiler's
+    /// target normalization produces. The authority ends the base URL, and a decision only ever
+    /// appends `/…` or `?…` to it, so no request can change the host a redirect names.
+    public static func isTargetURL(_ bytes: some Collection<UInt8>) -> Bool {
+        let bytes = Array(bytes)
+        var index: Int
+        if startsWith(bytes, "https://") {
+            index = 8
+        } else if startsWith(bytes, "http://") {
+            index = 7
+        } else {
+            return false
+        }
+        let authorityStart = index
+        while index < bytes.count && bytes[index] != UInt8(ascii: "/") {
+            guard ByteClass.isAuthorityByte(bytes[index]) else { return false }
+            index += 1
+        }
+        guard index > authorityStart, bytes[authorityStart] != UInt8(ascii: ":") else { return false }
+        return bytes[index...].all(ByteClass.isTargetPathByte)
+    }
+
+    /// Whether a rewrite template's output starts with `/` (or is empty): a template that started
+    /// with a capture could continue the target's host (`https://mirror.example` + `@evil.example`).
+    static func templateStartsPath(_ template: [TemplatePart], strings: StringTable) -> Bool {
+        for part in template {
+            switch part {
+            case .path:
+                return true
+            case .capture:
+                return false
+            case .literal(let reference):
+                let bytes = strings.bytes(reference)
+                if bytes.isEmpty { continue }
+                return bytes[0] == UInt8(ascii: "/")
+            }
+        }
+        return true
+    }
+
+    private static func startsWith(_ bytes: [UInt8], _ prefix: StaticString) -> Bool {
+        guard bytes.count >= prefix.utf8CodeUnitCount else { return false }
+        let start = prefix.utf8Start
+        for index in 0..<prefix.utf8CodeUnitCount where bytes[index] != start[index] { return false }
+        return true
+    }
+}
