@@ -27,3 +27,30 @@ enum SourceFile {
         return bytes
     }
 }
+
+/// Splits bytes into lines (LF or CRLF), yielding 1-based line numbers.
+/// Works on bytes: Swift's `Character` treats CRLF as one grapheme, so splitting text on "\n" would not.
+func forEachLine(_ bytes: [UInt8], _ body: (Int, Substring) throws -> Void) rethrows {
+    try forEachLineRange(bytes) { number, range in
+        try body(number, Substring(String(decoding: bytes[range], as: UTF8.self)))
+    }
+}
+
+/// The byte ranges of the lines of `bytes` (without LF or CRLF), with 1-based line numbers: for
+/// importers of large dumps, which parse bytes without making a string of every line.
+func forEachLineRange<Bytes: RandomAccessCollection<UInt8>>(
+    _ bytes: Bytes, _ body: (Int, Range<Int>) throws -> Void
+) rethrows where Bytes.Index == Int {
+    var number = 0
+    var start = bytes.startIndex
+    while start <= bytes.endIndex {
+        var end = start
+        while end < bytes.endIndex && bytes[end] != 0x0A { end += 1 }
+        if end == bytes.endIndex && start == end && number > 0 { break }
+        number += 1
+        var stop = end
+        if stop > start && bytes[stop - 1] == 0x0D { stop -= 1 }
+        try body(number, start..<stop)
+        start = end + 1
+    }
+}

@@ -11,7 +11,23 @@ public struct ImportedPrefix: Sendable {
     /// Origin AS, if the source has one.
     public var asn: UInt32?
     /// Where it came from: `file:line` or `file: prefixes[12]`.
-    public var origin: String
+    public var origin: SourceOrigin
+}
+
+/// Where a record came from, formatted only when a message needs it (a dump has a record a line).
+public enum SourceOrigin: Sendable, CustomStringConvertible {
+    /// Line `number` (1-based) of `file`.
+    case line(file: String, number: Int)
+    /// Any other place, e.g. `file: prefixes[12]`.
+    case text(String)
+
+    /// `file:line`, or the text.
+    public var description: String {
+        switch self {
+        case .line(let file, let number): return "\(file):\(number)"
+        case .text(let text): return text
+        }
+    }
 }
 
 /// A provider's claim on an AS number (from a vendor ASN list).
@@ -54,14 +70,20 @@ public struct ImportedData: Sendable {
         guard let parsed = IPPrefix.parse(text) else {
             throw ImportError(origin: origin, message: "invalid prefix '\(text)'")
         }
+        try add(parsed, text: text, provider: provider, region: region, asn: asn, origin: .text(origin))
+    }
+
+    /// Adds a parsed prefix (`text` as the source wrote it, for the host-bits note).
+    mutating func add(_ parsed: (prefix: IPPrefix, hadHostBits: Bool), text: @autoclosure () -> String,
+                      provider: String? = nil, region: String? = nil, asn: UInt32? = nil, origin: SourceOrigin) throws {
         // Names and regions reach NGINX variables, debug headers and metrics labels.
         for (field, value) in [("provider", provider), ("region", region)] {
             if let value, let byte = SnapshotText.controlByte(in: value) {
-                throw ImportError(origin: origin, message: "\(field) '\(SnapshotText.escaped(value))' contains control byte 0x\(String(byte, radix: 16))")
+                throw ImportError(origin: "\(origin)", message: "\(field) '\(SnapshotText.escaped(value))' contains control byte 0x\(String(byte, radix: 16))")
             }
         }
         if parsed.hadHostBits {
-            notes.append("\(origin): prefix \(text) has host bits set; using \(parsed.prefix)")
+            notes.append("\(origin): prefix \(text()) has host bits set; using \(parsed.prefix)")
         }
         prefixes.append(ImportedPrefix(prefix: parsed.prefix, provider: provider, region: region, asn: asn, origin: origin))
     }
@@ -122,36 +144,5 @@ public enum SourceImporters {
     /// The importer for `format`.
     public static func importer(for format: String) -> (any SourceImporter)? {
         all.first { $0.format == format }
-    }
-}
-
-/// Splits bytes into lines (LF or CRLF), yielding 1-based line numbers.
-/// Works on bytes: Swift's `Character` treats CRLF as one grapheme, so splitting text on "\n" would not.
-func forEachLine(_ bytes: [UInt8], _ body: (Int, Substring) throws -> Void) rethrows {
-    var number = 0
-    var start = 0
-    while start <= bytes.count {
-        var end = start
-        while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-        if end == bytes.count && start == end && number > 0 { break }
-        number += 1
-        var stop = end
-        if stop > start && bytes[stop - 1] == 0x0D { stop -= 1 }
-        try body(number, Substring(String(decoding: bytes[start..<stop], as: UTF8.self)))
-        start = end + 1
-    }
-}
-
-/// Text that goes into a snapshot's string table: the loader rejects control bytes (other than
-/// the NUL terminators) and DEL, because every string can reach a response header or a log line.
-enum SnapshotText {
-    /// The first control byte or DEL in `text`, or nil.
-    static func controlByte(in text: String) -> UInt8? {
-        text.utf8.first { $0 < 0x20 || $0 == 0x7f }
-    }
-
-    /// `text` with control bytes shown as `\xNN`.
-    static func escaped(_ text: String) -> String {
-        text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\x" + String($0.value, radix: 16) : String($0) }.joined()
     }
 }

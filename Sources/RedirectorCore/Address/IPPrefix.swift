@@ -23,9 +23,12 @@ public struct IPPrefix: Hashable, Sendable {
     /// - Returns: the prefix and whether the text had host bits set (they are cleared).
     public static func parse(_ text: some StringProtocol) -> (prefix: IPPrefix, hadHostBits: Bool)? {
         var text = String(text)
-        guard let (address, length) = text.withUTF8({ AddressParser.parsePrefix(UnsafeRawBufferPointer($0)) }) else {
-            return nil
-        }
+        return text.withUTF8 { parse(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Parses `address/length` from bytes, as ``parse(_:)`` does from text.
+    public static func parse(bytes: UnsafeRawBufferPointer) -> (prefix: IPPrefix, hadHostBits: Bool)? {
+        guard let (address, length) = AddressParser.parsePrefix(bytes) else { return nil }
         let prefix = IPPrefix(network: address, length: length)
         return (prefix, prefix.network != address)
     }
