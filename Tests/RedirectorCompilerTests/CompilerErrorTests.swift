@@ -177,15 +177,36 @@ import Testing
         }
     }
 
+    /// A configured target is used byte for byte (a bare host gains `https://`, and the scheme,
+    /// which is case-insensitive, is written in lower case): host case, base path and trailing
+    /// slashes stay. A base ending in `/` followed by a path starting with `/` writes that slash once.
     @Test(arguments: [
-        ("registry.example", "https://registry.example"), ("HTTPS://Registry.Example", "https://registry.example"),
-        ("http://h.example:8080", "http://h.example:8080"), ("https://h.example/base/", "https://h.example/base"),
-        ("https://h.example/Base/Path", "https://h.example/Base/Path"), ("h.example:443", "https://h.example:443"),
-        ("https://h-1.example//", "https://h-1.example"),
+        ("registry.example", "https://registry.example", "https://registry.example/p?q"),
+        ("HTTPS://Registry.Example", "https://Registry.Example", "https://Registry.Example/p?q"),
+        ("http://h.example:8080", "http://h.example:8080", "http://h.example:8080/p?q"),
+        ("https://h.example/base/", "https://h.example/base/", "https://h.example/base/p?q"),
+        ("https://h.example/Base/Path", "https://h.example/Base/Path", "https://h.example/Base/Path/p?q"),
+        ("h.example:443", "https://h.example:443", "https://h.example:443/p?q"),
+        ("https://h-1.example//", "https://h-1.example//", "https://h-1.example//p?q"),
+        ("https://example.org/privacy-policy/", "https://example.org/privacy-policy/", "https://example.org/privacy-policy/p?q"),
     ])
-    func goodTargetsAreNormalized(target: String, normalized: String) throws {
-        let snapshot = try Fixture().compile("routes: [{ name: r, path: '/{x...}', redirect: { to: '\(target)' } }]\n")
-        #expect(snapshot.ask("10.0.0.1", "/p?q").location == normalized + "/p?q")
+    func targetsAreUsedAsWritten(target: String, asWritten: String, withPath: String) throws {
+        // Appended path: the request's own path and query.
+        let appended = try Fixture().compile("routes: [{ name: r, path: '/{x...}', redirect: { to: '\(target)' } }]\n")
+        #expect(appended.ask("10.0.0.1", "/p?q").location == withPath)
+        // No path appended (an empty rewrite, no query): the Location is the target itself.
+        let exact = try Fixture().compile("routes: [{ name: r, path: '/{x...}', redirect: { to: '\(target)', rewrite: '', keepQuery: false } }]\n")
+        #expect(exact.ask("10.0.0.1", "/p?q").location == asWritten)
+        // The same target as a provider's, a region's and the unmatched default's.
+        let provider = try Fixture(["ranges.csv": "10.0.0.0/8,alpha\n192.0.2.0/24,alpha,eu\n"]).compile("""
+            providers: [{ name: alpha, artifacts: '\(target)', regions: { eu: { artifacts: '\(target)' } },
+                          sources: [{ format: csv, path: ranges.csv }] }]
+            routes: [{ name: a, path: '/{x...}', redirect: { to: artifacts } }]
+            defaults: { unmatched: redirect, artifacts: '\(target)' }
+            """)
+        #expect(provider.ask("10.0.0.1", "/p?q").location == withPath)  // the provider's target
+        #expect(provider.ask("192.0.2.1", "/p?q").location == withPath)  // its region's
+        #expect(provider.ask("198.51.100.1", "/p?q").location == withPath)  // the unmatched default
     }
 
     @Test func regionTableErrorsNameTheLine() throws {

@@ -158,7 +158,7 @@ struct PolicyCompiler {
             var headers: [Header] = []
             for name in (respond.headers ?? [:]).keys.sorted() {
                 let value = respond.headers?[name] ?? ""
-                guard HeaderSyntax.isToken(name), HeaderSyntax.isFieldValue(value) else {
+                guard OutputSyntax.isToken(name.utf8), OutputSyntax.isFieldValue(value.utf8) else {
                     throw ConfigError(place: "\(place).respond.headers", message: "invalid header '\(name): \(value)'")
                 }
                 headers.append(Header(name: strings.intern(name), value: strings.intern(value)))
@@ -223,15 +223,16 @@ struct PolicyCompiler {
         if case .capture(let index)? = parts.first {
             throw ConfigError(place: place, message: "'\(text)' starts with the capture '{\(pattern.captureNames[index])}', which does not start with '/' and could continue the target's host name; start the rewrite with '/' or {path}")
         }
-        guard text.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
+        guard OutputSyntax.isPathText(text.utf8) else {
             throw ConfigError(place: place, message: "'\(text)' contains spaces or control characters")
         }
         return parts
     }
 
-    /// Reads `region,url` lines; a first line whose URL is not valid is taken as a header, and a
-    /// `<default>` row (archeio's marker for its fallback URL) is skipped: the provider's own
-    /// target is the fallback.
+    /// Reads `region,url` lines. The first line is a header when its second field is not an
+    /// absolute URL and has no dot (`region,url`, `aws_region,blob_base_url`): a bare word is a
+    /// column name, never a mirror. A `<default>` row (archeio's marker for its fallback URL) is
+    /// skipped: the provider's own target is the fallback.
     func readRegionTable(_ path: String, place: String) throws -> [(String, String)] {
         let url = URL(fileURLWithPath: path, relativeTo: baseDirectory).standardizedFileURL
         let bytes: [UInt8]
@@ -244,8 +245,8 @@ struct PolicyCompiler {
         try forEachLine(bytes) { number, line in
             let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             guard let region = fields.first, !region.isEmpty, !region.hasPrefix("#"), region != "<default>" else { return }
+            if number == 1, fields.count == 2, !fields[1].contains("://"), !fields[1].contains(".") { return }
             guard fields.count == 2, RedirectTargetURL.normalize(fields[1]) != nil else {
-                if number == 1 { return }
                 throw ConfigError(place: "\(url.path):\(number)", message: "expected 'region,url', got '\(line)'")
             }
             rows.append((fields[0], fields[1]))
@@ -256,7 +257,9 @@ struct PolicyCompiler {
 
 /// Validation of configured redirect targets: they are the only hosts a Location can name.
 enum RedirectTargetURL {
-    /// `https://host[:port][/base]` for a bare host or an http(s) URL; nil when not acceptable.
+    /// The target a Location starts with, for a bare host (`https://` is prepended) or an http(s)
+    /// URL; nil when not acceptable. The URL is used byte for byte as written (only the scheme,
+    /// which is case-insensitive, is lower-cased): host case, base path and a trailing `/` stay.
     static func normalize(_ text: String) -> String? {
         var rest = Substring(text)
         var scheme = "https"
@@ -267,8 +270,7 @@ enum RedirectTargetURL {
         }
         let hostEnd = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = rest[..<hostEnd]
-        var path = String(rest[hostEnd...])
-        while path.hasSuffix("/") { path.removeLast() }
+        let path = rest[hostEnd...]
         let hostPart = authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
         guard let host = hostPart.first, !host.isEmpty, host.count <= 253,
               host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }),
@@ -278,25 +280,7 @@ enum RedirectTargetURL {
             guard hostPart[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let port = Int(hostPart[1]),
                   (1...65535).contains(port) else { return nil }
         }
-        guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") && $0 != UInt8(ascii: "\\") }) else {
-            return nil
-        }
-        return "\(scheme)://\(authority.lowercased())\(path)"
-    }
-}
-
-/// RFC 9110 token and field-value checks for configured response headers.
-enum HeaderSyntax {
-    /// A header name.
-    static func isToken(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy { byte in
-            (0x30...0x39).contains(byte) || (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte)
-                || "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-    }
-
-    /// A header value: visible ASCII and spaces, no CR/LF.
-    static func isFieldValue(_ text: String) -> Bool {
-        text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
+        guard path.utf8.all(ByteClass.isTargetPathByte) else { return nil }
+        return "\(scheme)://\(authority)\(path)"
     }
 }

@@ -84,6 +84,8 @@ extension Snapshot {
     }
 
     /// Writes `base + path-or-template + query`; returns the full length (written only if it fits).
+    /// The base is the configured target byte for byte; when it ends with `/` and what follows
+    /// starts with `/`, the two slashes are written once (`https://m.example/` + `/v2/x`).
     func writeLocation(base: StringRef, template: [TemplatePart], path: UnsafeRawBufferPointer,
                        captures: UnsafeMutableBufferPointer<Range<Int>>, query: UnsafeRawBufferPointer,
                        into buffer: UnsafeMutableRawBufferPointer) -> Int {
@@ -94,7 +96,16 @@ extension Snapshot {
             case .path: return path
             }
         }
-        let baseBytes = strings.bytes(base)
+        var baseBytes = strings.bytes(base)
+        if baseBytes.last == UInt8(ascii: "/") {
+            var next: UInt8?
+            if template.isEmpty {
+                next = path.first
+            } else {
+                for part in template where next == nil { next = piece(part).first }
+            }
+            if next == UInt8(ascii: "/") { baseBytes = UnsafeRawBufferPointer(rebasing: baseBytes.dropLast()) }
+        }
         var length = baseBytes.count &+ query.count
         if template.isEmpty {
             length &+= path.count
