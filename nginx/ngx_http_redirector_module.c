@@ -62,7 +62,6 @@ typedef struct {
 typedef struct {
     rdr_decision                decision;
     ngx_str_t                   location;
-    ngx_uint_t                  failed;      /* unsigned  failed:1; */
 } ngx_http_redirector_ctx_t;
 
 
@@ -323,10 +322,9 @@ ngx_http_redirector_get_ctx(ngx_http_request_t *r,
 
         ngx_memzero(&ctx->decision, sizeof(rdr_decision));
         ctx->decision.action = RDR_PASS;
-        ctx->decision.provider = -1;
+        ctx->decision.provider = RDR_NO_MATCH;
         ctx->decision.route = -1;
         ctx->decision.prefix_len = -1;
-        ctx->failed = 1;
 
     } else if (ctx->decision.action == RDR_REDIRECT) {
         ctx->location.data = buf;
@@ -493,7 +491,7 @@ ngx_http_redirector_add_route_headers(ngx_http_request_t *r,
 
         if (rdr_route_header(rmcf->table, ctx->decision.route, i,
                              &name, &value)
-            != 0
+            != RDR_OK
             || name == NULL || value == NULL || name[0] == '\0')
         {
             continue;
@@ -825,7 +823,7 @@ ngx_http_redirector_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     err[0] = '\0';
 
-    /* synchronous: maps and validates the file, starts no threads */
+    /* synchronous: reads and validates the file, starts no threads */
 
     table = rdr_open((const char *) path.data, err, sizeof(err));
 

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Counts distinct 64-bit hashes in bounded memory: exactly while the set is small, then with a
 /// HyperLogLog sketch (precision 14: 16 KiB, standard error about 0.8 %).

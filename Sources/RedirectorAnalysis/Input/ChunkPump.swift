@@ -1,9 +1,5 @@
 import CZlib
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Reads (and inflates) a zlib file on a background thread into a small ring of chunks, so that
 /// decompression and parsing overlap on two cores. Memory is bounded by the ring.

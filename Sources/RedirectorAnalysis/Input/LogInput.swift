@@ -1,9 +1,5 @@
 import CZlib
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Why an input could not be read.
 public struct LogInputError: Error, CustomStringConvertible, Sendable {

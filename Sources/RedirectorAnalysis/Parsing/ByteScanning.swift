@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Byte-level helpers for the parsers: searching, numbers and timestamps. None allocates or traps.
 public enum ByteScanning {

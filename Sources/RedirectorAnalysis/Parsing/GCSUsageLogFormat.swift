@@ -41,9 +41,6 @@ public struct GCSUsageLogParser: LogParser {
         scratch = ScratchBuffer(byteCount: 65_536)
     }
 
-    /// Whether the parser knows its columns.
-    public var hasHeader: Bool { lastNeeded >= 0 }
-
     /// Parses one line: a header row (re-mapping the columns), or a record.
     public mutating func parse(_ line: UnsafeRawBufferPointer, into record: inout LogRecord) -> LineOutcome {
         record.reset()

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Why a snapshot was rejected.
 public struct SnapshotError: Error, CustomStringConvertible, Sendable {
