@@ -80,7 +80,9 @@ let package = Package(
         ),
         /// `redirector analyze`: access-log parsers, streaming aggregation and reports.
         .target(name: "RedirectorAnalysis", dependencies: ["RedirectorCore", "CZlib"], swiftSettings: hotPathSettings),
-        .testTarget(name: "RedirectorAnalysisTests", dependencies: ["RedirectorAnalysis", "RedirectorCore", "RedirectorCompiler", "CZlib"]),
+        .testTarget(
+            name: "RedirectorAnalysisTests",
+            dependencies: ["RedirectorAnalysis", "RedirectorCore", "RedirectorCompiler", "CZlib", "RedirectorTestSupport"]),
         /// `swift package build-nginx-module`: libredirector.so and the NGINX module, side by side.
         .plugin(
             name: "BuildNginxModule",
@@ -101,8 +103,10 @@ let package = Package(
                 // the bare `swift package conformance` refuse to run. On macOS: `swift package --disable-sandbox conformance`.
             )
         ),
-        .testTarget(name: "RedirectorCoreTests", dependencies: ["RedirectorCore"]),
-        .testTarget(name: "RedirectorCompilerTests", dependencies: ["RedirectorCompiler", "RedirectorCore"]),
+        /// Helpers every test target shares: seeded generator, repository paths, address helpers.
+        .target(name: "RedirectorTestSupport", dependencies: ["RedirectorCore"], path: "Tests/RedirectorTestSupport"),
+        .testTarget(name: "RedirectorCoreTests", dependencies: ["RedirectorCore", "RedirectorTestSupport"]),
+        .testTarget(name: "RedirectorCompilerTests", dependencies: ["RedirectorCompiler", "RedirectorCore", "RedirectorTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -54,7 +54,7 @@ private func parser(_ format: String, _ formatString: String? = nil) throws -> a
     }
 
     @Test func randomBytesNeverCrash() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator(seed: 20_240_513)
         let base = Array(#"1.2.3.4 - - [13/May/2024:00:00:00 +0000] "GET /v2/x HTTP/1.1" 200 12 "-" "-""#.utf8)
         for format in ["combined", "envoy", "gcs"] {
             var p = try parser(format, format == "gcs" ? "time_micros,c_ip,cs_method,cs_uri,sc_status,sc_bytes" : nil)

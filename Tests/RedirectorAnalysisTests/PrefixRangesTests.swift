@@ -25,7 +25,7 @@ import Testing
 
     @Test func rangesAgreeWithTheSnapshotsLookups() throws {
         let snapshot = simpleSnapshot
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator(seed: 4_242)
         for (family, ranges) in [(AddressFamily.v4, PrefixRanges.flatten(snapshot.ipv4.visiblePrefixes())), (.v6, PrefixRanges.flatten(snapshot.ipv6.visiblePrefixes()))] {
             #expect(!ranges.isEmpty)
             for (previous, next) in zip(ranges, ranges.dropFirst()) { #expect(previous.end < next.start) }

@@ -3,9 +3,8 @@ import Foundation
 import RedirectorAnalysis
 import RedirectorCompiler
 import RedirectorCore
+@_exported import RedirectorTestSupport
 
-/// The repository root (this file is Tests/RedirectorAnalysisTests/Support.swift).
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// examples/simple compiled in memory, once.
 let simpleSnapshot: Snapshot = {
@@ -59,22 +58,10 @@ struct ParsedFields: Equatable {
     }
 }
 
-/// A temporary directory removed at deinit.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("analysis-tests-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(at: url)
-    }
-
+extension TemporaryDirectory {
     /// Writes `text` to `name` (gzip-compressed when `gzip`); returns the path.
     func write(_ name: String, _ text: String, gzip: Bool = false) -> String {
-        let path = url.appendingPathComponent(name).path
+        let path = path(name)
         if gzip {
             let file = gzopen(path, "wb")
             var bytes = Array(text.utf8)

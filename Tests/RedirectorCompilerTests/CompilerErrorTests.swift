@@ -10,7 +10,7 @@ import Testing
     /// Compiles `config` in a fresh fixture; returns the message with the fixture path replaced by `<dir>`.
     static func error(_ config: String, files: [String: String] = csv) throws -> String {
         let fixture = try Fixture(files)
-        return fixture.compileError(config).replacingOccurrences(of: fixture.directory.path, with: "<dir>")
+        return fixture.compileError(config).replacingOccurrences(of: fixture.directory.url.path, with: "<dir>")
     }
 
     @Test func missingConfigFile() throws {

@@ -1,39 +1,24 @@
 import Foundation
 import RedirectorCompiler
 import RedirectorCore
+@_exported import RedirectorTestSupport
 import Testing
-
-/// The repository root, found from this file's path (Tests/RedirectorCompilerTests/Support.swift).
-let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-/// Absolute path of a file in the repository.
-func repositoryPath(_ relative: String) -> String {
-    repositoryRoot.appendingPathComponent(relative).path
-}
 
 /// A temporary directory with files, removed when the fixture is released.
 final class Fixture {
-    let directory: URL
+    /// Where the files are.
+    let directory = TemporaryDirectory(label: "rdr-compiler")
 
     init(_ files: [String: String] = [:]) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rdr-compiler-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         for (name, text) in files { try write(name, text) }
     }
 
-    deinit {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
     /// Absolute path of `name` inside the fixture.
-    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+    func path(_ name: String) -> String { directory.path(name) }
 
     /// Writes a file (creating directories).
     func write(_ name: String, _ text: String) throws {
-        let url = directory.appendingPathComponent(name)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url)
+        try directory.write(name, bytes: Array(text.utf8))
     }
 
     /// Compiles `config` (written as `redirector.yaml`) and opens the result from memory.
@@ -87,8 +72,3 @@ extension Snapshot {
     }
 }
 
-/// A prefix from text the test knows to be valid.
-func prefix(_ text: String) -> IPPrefix {
-    guard let prefix = IPPrefix(text) else { fatalError("test prefix '\(text)' does not parse") }
-    return prefix
-}

@@ -1,43 +1,6 @@
 import Foundation
 import RedirectorCore
-
-/// SplitMix64: a tiny deterministic generator, so every random test is reproducible from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next128() -> UInt128 { UInt128(next()) << 64 | UInt128(next()) }
-}
-
-/// The repository root, found from this file's path (Tests/RedirectorCoreTests/Support.swift).
-let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-/// A file under `examples/data`.
-func exampleData(_ name: String) -> URL {
-    repositoryRoot.appendingPathComponent("examples/data").appendingPathComponent(name)
-}
-
-/// A prefix from text the test knows to be valid.
-func prefix(_ text: String) -> IPPrefix {
-    guard let prefix = IPPrefix(text) else { fatalError("test prefix '\(text)' does not parse") }
-    return prefix
-}
-
-/// An address from text the test knows to be valid.
-func address(_ text: String) -> IPAddress {
-    guard let address = IPAddress(text) else { fatalError("test address '\(text)' does not parse") }
-    return address
-}
+@_exported import RedirectorTestSupport
 
 /// Little-endian bytes of a poptrie image's three arrays, as a snapshot stores them.
 func serialize(_ image: PoptrieImage) -> (direct: [UInt8], nodes: [UInt8], leaves: [UInt8]) {
@@ -108,36 +71,6 @@ func snapshotContents(
         ipv6: PoptrieBuilder.build(family: .v6, entries: v6),
         prefixCounts: (Set(v4.map(\.prefix)).count, Set(v6.map(\.prefix)).count),
         policy: policy, report: report, createdAt: createdAt)
-}
-
-/// Every address worth probing around a prefix: its first and last address and their outside neighbours.
-func boundaryProbes(_ prefix: IPPrefix) -> [IPAddress] {
-    var probes: [IPAddress] = [prefix.network, prefix.lastAddress]
-    switch (prefix.network, prefix.lastAddress) {
-    case (.v4(let first), .v4(let last)):
-        if first > 0 { probes.append(.v4(first - 1)) }
-        if last < UInt32.max { probes.append(.v4(last + 1)) }
-        if last > first { probes.append(.v4(first + 1)); probes.append(.v4(last - 1)) }
-    case (.v6(let first), .v6(let last)):
-        if first > 0 { probes.append(.v6(first - 1)) }
-        if last < UInt128.max { probes.append(.v6(last + 1)) }
-        if last > first { probes.append(.v6(first + 1)); probes.append(.v6(last - 1)) }
-    default:
-        break
-    }
-    return probes
-}
-
-/// A random address inside `prefix`.
-func randomAddress(in prefix: IPPrefix, using generator: inout SeededGenerator) -> IPAddress {
-    switch prefix.network {
-    case .v4(let network):
-        let host = prefix.length == 32 ? 0 : UInt32(truncatingIfNeeded: generator.next()) & ~IPPrefix.mask32(prefix.length)
-        return .v4(network | host)
-    case .v6(let network):
-        let host = prefix.length == 128 ? 0 : generator.next128() & ~IPPrefix.mask128(prefix.length)
-        return .v6(network | host)
-    }
 }
 
 /// Text of an error, for message assertions.
