@@ -83,7 +83,6 @@ public final class SidecarServer: Service, Sendable {
     }
 
     private func bootstrap(listener: ListenerConfiguration, context: SidecarContext, quiesce: ServerQuiescingHelper) -> ServerBootstrap {
-        let configuration = self.configuration
         let mode = listener.mode
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
@@ -97,19 +96,7 @@ public final class SidecarServer: Service, Sendable {
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let idle = configuration.idleTimeout.timeAmount
-                    var limits = NIOHTTPDecoderLimitConfiguration()
-                    limits.maxHeaderListSize = configuration.maximumHeaderBytes
-                    limits.maxHeaderFieldSize = configuration.maximumHeaderBytes
-                    limits.maxHeaderFieldCount = 256
-                    let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(IdleStateHandler(readTimeout: idle))
-                    // The buffer limit also bounds the request line, which the header limits do not cover.
-                    try operations.addHandler(ByteToMessageHandler(
-                        HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                                           limitConfiguration: limits),
-                        maximumBufferSize: configuration.maximumHeaderBytes &* 2))
-                    try operations.addHandler(SidecarHTTPHandler(context: context, mode: mode))
+                    try channel.pipeline.syncOperations.addSidecarConnectionHandlers(context: context, mode: mode)
                 }
             }
     }
@@ -168,6 +155,26 @@ public final class SidecarServer: Service, Sendable {
             logger.info("stopped")
         }
         try? await group.shutdownGracefully()
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// Adds the handlers of one sidecar connection: the idle timeout, the bounded HTTP/1 request decoder and
+    /// ``SidecarHTTPHandler``. Every accepted connection gets exactly this pipeline, so a connection built
+    /// with it in process (on an `EmbeddedChannel`) behaves as one a listener accepted.
+    func addSidecarConnectionHandlers(context: SidecarContext, mode: ListenerMode) throws {
+        let configuration = context.configuration
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = configuration.maximumHeaderBytes
+        limits.maxHeaderFieldSize = configuration.maximumHeaderBytes
+        limits.maxHeaderFieldCount = 256
+        try addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout.timeAmount))
+        // The buffer limit also bounds the request line, which the header limits do not cover.
+        try addHandler(ByteToMessageHandler(
+            HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                               limitConfiguration: limits),
+            maximumBufferSize: configuration.maximumHeaderBytes &* 2))
+        try addHandler(SidecarHTTPHandler(context: context, mode: mode))
     }
 }
 
