@@ -74,6 +74,8 @@ let package = Package(
             name: "RedirectorSidecarTests",
             dependencies: [
                 "RedirectorSidecar", "RedirectorCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

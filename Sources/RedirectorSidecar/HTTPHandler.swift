@@ -130,13 +130,15 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         shared.logger.debug("connection error", metadata: ["peer": "\(peerText)", "error": "\(error)"])
-        // A malformed or oversized request head gets a bodiless answer before the connection closes.
+        // A malformed or oversized request head gets a bodiless answer before the connection closes. Not after
+        // the connection's last answer: the decoder also fails on input cut short by that answer's close (a body
+        // that never came) or on bytes pipelined after it, and nothing may follow a "connection: close" answer.
         let status: Int? = switch error {
         case is HTTPParserError: 400
         case is ByteToMessageDecoderError.PayloadTooLargeError: 431
         default: nil
         }
-        if let status, !awaitingEnd {
+        if let status, !awaitingEnd, !closing {
             var buffer = context.channel.allocator.buffer(capacity: 96)
             Self.writeHead(status: status, version: .http1_1, headers: [("connection", "close")], bodyLength: 0, into: &buffer)
             let channel = context.channel

@@ -80,12 +80,6 @@ private func get(port: Int, _ target: String, headers: [String] = []) -> (status
     exchange(port: port, (["GET \(target) HTTP/1.1", "Host: test", "Connection: close"] + headers).joined(separator: "\r\n") + "\r\n\r\n")
 }
 
-private func quietLogger() -> Logger {
-    var logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-    logger.logLevel = .critical
-    return logger
-}
-
 @Suite(.serialized) struct SnapshotStoreTests {
     @Test func reloadSwapsAndRejectsBadFiles() throws {
         let directory = TestSnapshot.temporaryDirectory()
