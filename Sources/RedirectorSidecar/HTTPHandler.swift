@@ -21,7 +21,9 @@ final class SidecarContext: Sendable {
 
     var configuration: SidecarConfiguration { translator.configuration }
 
-    var isReady: Bool { store.current != nil && !lifecycle.isShuttingDown }
+    /// What `/readyz` and `redirector_ready` report: a snapshot is loaded, every listener is bound and
+    /// shutdown has not begun.
+    var isReady: Bool { store.current != nil && lifecycle.isServing }
 }
 
 /// Answers the requests of one connection. Decisions are made synchronously on the event loop with the

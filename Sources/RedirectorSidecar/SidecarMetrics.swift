@@ -41,7 +41,7 @@ public enum DecisionOutcome: Int, Sendable, CaseIterable {
 /// | `redirector_snapshot_reloads_total` | counter | `result` (`success`, `failure`) |
 /// | `redirector_snapshot_reload_failures_total` | counter | — |
 /// | `redirector_snapshot_last_reload_success` | gauge | — (1 or 0) |
-/// | `redirector_ready` | gauge | — (1 when a snapshot is loaded and the server is not shutting down) |
+/// | `redirector_ready` | gauge | — (1 when a snapshot is loaded, every listener is bound and the server is not shutting down) |
 public final class SidecarMetrics: Sendable {
     /// The registry every metric lives in.
     public let registry: PrometheusCollectorRegistry

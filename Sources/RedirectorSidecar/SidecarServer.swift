@@ -7,11 +7,19 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// Whether the server is shutting down (readable from any thread).
+/// Whether the server listens on all its listeners, and whether it is shutting down (readable from any thread).
 final class ServerLifecycle: Sendable {
+    private let listening = Atomic<Bool>(false)
     private let shuttingDown = Atomic<Bool>(false)
 
+    /// Every listener is bound and shutdown has not begun. A listener that is bound answers `/readyz`
+    /// while the others may still be binding (or fail to), so one bound listener is not enough.
+    var isServing: Bool { listening.load(ordering: .relaxed) && !isShuttingDown }
+
     var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+
+    /// Records that every configured listener is bound.
+    func allListenersBound() { listening.store(true, ordering: .relaxed) }
 
     func beginShutdown() { shuttingDown.store(true, ordering: .relaxed) }
 }
@@ -30,6 +38,8 @@ public final class SidecarServer: Service, Sendable {
     public let metrics: SidecarMetrics
     let logger: Logger
     let lifecycle = ServerLifecycle()
+    /// What every connection's handler reads: the listeners' answers, `/readyz` included, come from here.
+    let context: SidecarContext
     let group: MultiThreadedEventLoopGroup
     private let bound = Mutex<[(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)]?>(nil)
     private let failure = Mutex<ConfigurationError?>(nil)
@@ -45,6 +55,8 @@ public final class SidecarServer: Service, Sendable {
         self.metrics = metrics
         self.store = SnapshotStore(path: configuration.snapshotPath, extraTrustedProxies: configuration.trustedProxies,
                                    metrics: metrics, logger: logger)
+        self.context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store,
+                                      metrics: metrics, logger: logger, lifecycle: lifecycle)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads)
     }
 
@@ -60,13 +72,11 @@ public final class SidecarServer: Service, Sendable {
             failure.withLock { $0 = error }
             throw error
         }
-        let context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store,
-                                     metrics: metrics, logger: logger, lifecycle: lifecycle)
         var channels: [(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)] = []
         do {
             for listener in configuration.listeners {
                 let quiesce = ServerQuiescingHelper(group: group)
-                let channel = try await bootstrap(listener: listener, context: context, quiesce: quiesce)
+                let channel = try await bootstrap(listener: listener, quiesce: quiesce)
                     .bind(host: listener.host, port: listener.port).get()
                 var actual = listener
                 actual.port = channel.localAddress?.port ?? listener.port
@@ -79,10 +89,12 @@ public final class SidecarServer: Service, Sendable {
             throw error
         }
         bound.withLock { $0 = channels }
+        lifecycle.allListenersBound()
         return channels.map(\.listener)
     }
 
-    private func bootstrap(listener: ListenerConfiguration, context: SidecarContext, quiesce: ServerQuiescingHelper) -> ServerBootstrap {
+    private func bootstrap(listener: ListenerConfiguration, quiesce: ServerQuiescingHelper) -> ServerBootstrap {
+        let context = self.context
         let mode = listener.mode
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)

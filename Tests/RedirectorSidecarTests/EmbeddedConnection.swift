@@ -13,7 +13,8 @@ func quietLogger() -> Logger {
 }
 
 /// The shared state of a sidecar serving the test snapshot (``TestSnapshot``) from a temporary file,
-/// as a started server holds it; 127.0.0.1 is a trusted proxy unless the configuration says otherwise.
+/// as a started server holds it (every listener bound); 127.0.0.1 is a trusted proxy unless the
+/// configuration says otherwise.
 struct TestSidecar {
     let context: SidecarContext
     var store: SnapshotStore { context.store }
@@ -34,8 +35,10 @@ struct TestSidecar {
             TestSnapshot.write(TestSnapshot.bytes(), to: path)
             store.reload(reason: "test")
         }
+        let lifecycle = ServerLifecycle()
+        lifecycle.allListenersBound()
         context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store, metrics: metrics,
-                                 logger: quietLogger(), lifecycle: ServerLifecycle())
+                                 logger: quietLogger(), lifecycle: lifecycle)
     }
 
     /// A new client connection to a listener in `mode`, from TCP peer `peer`.

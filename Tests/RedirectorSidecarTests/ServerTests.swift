@@ -1,8 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import RedirectorCore
 @testable import RedirectorSidecar
+import Synchronization
 import Testing
 
 /// A `GET target` with `Connection: close` over a blocking loopback socket to `port`; nil when the
@@ -116,5 +118,91 @@ private func get(port: Int, _ target: String, headers: [String] = []) -> Respons
         #expect(try await waiting.start().count == 1, "with allowMissingSnapshot the server starts without one")
         #expect(waiting.store.current == nil)
         await waiting.shutdown()
+    }
+}
+
+/// What `/readyz` answers on `server`'s listeners, asked in process through the handler every listener runs.
+private func readyzStatus(_ server: SidecarServer) -> Int {
+    (try? Connection(context: server.context, mode: .auto, peer: "127.0.0.1").request("/readyz").status) ?? -1
+}
+
+/// Asks `/readyz` each time the server logs "listening", which it does right after each bind and before
+/// the next one: the moment a bound listener already answers while the others are not yet bound.
+final class ReadinessProbe: Sendable {
+    private let server = Mutex<SidecarServer?>(nil)
+    private let answers = Mutex<[Int]>([])
+
+    /// The `/readyz` statuses seen, one per "listening" record.
+    var statuses: [Int] { answers.withLock { $0 } }
+
+    /// A logger that runs the probe and writes nothing.
+    var logger: Logger {
+        Logger(label: "test") { _ in ListeningHook { [self] in self.ask() } }
+    }
+
+    /// The server to ask; set before it starts.
+    func watch(_ server: SidecarServer) {
+        self.server.withLock { $0 = server }
+    }
+
+    private func ask() {
+        guard let server = server.withLock({ $0 }) else { return }
+        let status = readyzStatus(server)
+        answers.withLock { $0.append(status) }
+    }
+
+    private struct ListeningHook: LogHandler {
+        let hook: @Sendable () -> Void
+        var logLevel: Logger.Level = .info
+        var metadata: Logger.Metadata = [:]
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            if event.message.description == "listening" { hook() }
+        }
+    }
+}
+
+@Suite(.serialized) struct ReadinessTests {
+    private static func configuration(listeners: [ListenerConfiguration]) -> SidecarConfiguration {
+        let path = TestSnapshot.temporaryDirectory() + "/s.rdb"
+        TestSnapshot.write(TestSnapshot.bytes(), to: path)
+        var configuration = SidecarConfiguration(snapshotPath: path)
+        configuration.listeners = listeners
+        return configuration
+    }
+
+    @Test func readyOnlyOnceEveryListenerIsBound() async throws {
+        let probe = ReadinessProbe()
+        let server = try SidecarServer(configuration: Self.configuration(listeners: [
+            ListenerConfiguration(host: "127.0.0.1", port: 0), ListenerConfiguration(host: "127.0.0.1", port: 0),
+        ]), logger: probe.logger)
+        probe.watch(server)
+        try await server.start()
+        #expect(probe.statuses.count == 2)
+        #expect(probe.statuses.first == 503, "not ready while the first listener is bound and the second is not")
+        #expect(readyzStatus(server) == 200)
+        await server.shutdown()
+        #expect(readyzStatus(server) == 503, "not ready once shutdown begins")
+    }
+
+    @Test func notReadyWhenALaterListenerFailsToBind() async throws {
+        let occupant = try SidecarServer(configuration: Self.configuration(listeners: [ListenerConfiguration(host: "127.0.0.1", port: 0)]),
+                                         logger: quietLogger())
+        let taken = try await occupant.start()[0].port
+        let probe = ReadinessProbe()
+        let server = try SidecarServer(configuration: Self.configuration(listeners: [
+            ListenerConfiguration(host: "127.0.0.1", port: 0), ListenerConfiguration(host: "127.0.0.1", port: taken),
+        ]), logger: probe.logger)
+        probe.watch(server)
+        await #expect(throws: (any Error).self) { try await server.start() }
+        #expect(probe.statuses == [503], "the first listener was bound, the second never was")
+        #expect(readyzStatus(server) == 503)
+        await server.shutdown()
+        await occupant.shutdown()
     }
 }
