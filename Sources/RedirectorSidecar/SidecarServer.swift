@@ -132,41 +132,46 @@ public final class SidecarServer: Service, Sendable {
     /// Stops accepting, finishes in-flight requests and releases the threads. Safe to call more than once.
     public func shutdown() async {
         lifecycle.beginShutdown()
-        guard let channels = bound.withLock({ state -> [(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)]? in
-            defer { state = [] }
-            return state
-        }) else {
-            try? await group.shutdownGracefully()
-            return
-        }
-        if !channels.isEmpty {
-            logger.info("shutting down", metadata: ["delay": "\(configuration.shutdownDelay)"])
-            if configuration.shutdownDelay > .zero {
-                try? await Task.sleep(for: configuration.shutdownDelay)
-            }
-            let quiesced = channels.map { entry in
-                let promise = group.next().makePromise(of: Void.self)
-                entry.quiesce.initiateShutdown(promise: promise)
-                return promise.futureResult
-            }
-            let all = EventLoopFuture.andAllComplete(quiesced, on: group.next())
-            let timeout = configuration.shutdownTimeout
-            let finished = await withTaskGroup(of: Bool.self) { tasks in
-                tasks.addTask { (try? await all.get()) != nil }
-                tasks.addTask {
-                    try? await Task.sleep(for: timeout)
-                    return false
-                }
-                let first = await tasks.next() ?? false
-                tasks.cancelAll()
-                return first
-            }
-            if !finished {
-                logger.warning("in-flight requests did not finish before the shutdown timeout; closing")
-            }
-            logger.info("stopped")
-        }
+        await closeListeners()
+        // Only after closeListeners() returned: releasing a quiescing helper completes a promise on its event
+        // loop, which a stopped loop refuses (NIO prints an error, and means to make it a crash).
         try? await group.shutdownGracefully()
+    }
+
+    /// Waits ``SidecarConfiguration/shutdownDelay``, stops accepting and lets in-flight requests finish
+    /// (up to ``SidecarConfiguration/shutdownTimeout``); the listeners and their quiescing helpers are
+    /// released when it returns.
+    private func closeListeners() async {
+        let channels = bound.withLock { state -> [(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)] in
+            defer { state = [] }
+            return state ?? []
+        }
+        guard !channels.isEmpty else { return }
+        logger.info("shutting down", metadata: ["delay": "\(configuration.shutdownDelay)"])
+        if configuration.shutdownDelay > .zero {
+            try? await Task.sleep(for: configuration.shutdownDelay)
+        }
+        let quiesced = channels.map { entry in
+            let promise = group.next().makePromise(of: Void.self)
+            entry.quiesce.initiateShutdown(promise: promise)
+            return promise.futureResult
+        }
+        let all = EventLoopFuture.andAllComplete(quiesced, on: group.next())
+        let timeout = configuration.shutdownTimeout
+        let finished = await withTaskGroup(of: Bool.self) { tasks in
+            tasks.addTask { (try? await all.get()) != nil }
+            tasks.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await tasks.next() ?? false
+            tasks.cancelAll()
+            return first
+        }
+        if !finished {
+            logger.warning("in-flight requests did not finish before the shutdown timeout; closing")
+        }
+        logger.info("stopped")
     }
 }
 
