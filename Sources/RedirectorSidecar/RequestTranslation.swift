@@ -286,10 +286,11 @@ public struct RequestTranslator: Sendable {
         }
     }
 
-    /// Only absolute paths without control bytes, spaces or DEL are appended to a configured origin.
+    /// Only absolute paths (not `//host…`) of ``OutputSyntax/isPathText(_:)`` bytes are appended
+    /// to a configured origin.
     static func isSafeRedirectTarget(_ target: String) -> Bool {
         guard target.utf8.first == UInt8(ascii: "/"), !target.hasPrefix("//") else { return false }
-        return !target.utf8.contains { $0 <= 0x20 || $0 == 0x7f }
+        return OutputSyntax.isPathText(target.utf8)
     }
 
     /// The `X-Redirector-Explain` value of a request.
@@ -297,6 +298,6 @@ public struct RequestTranslator: Sendable {
         var text = snapshot.explain(client: request.client, method: request.method, target: request.target).description
         text += " client=\(request.client.map { "\($0)" } ?? "-")"
         // Header values must stay printable ASCII.
-        return String(decoding: text.utf8.map { $0 < 0x20 || $0 >= 0x7f ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+        return String(decoding: text.utf8.map { ByteClass.isFieldValueByte($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
     }
 }

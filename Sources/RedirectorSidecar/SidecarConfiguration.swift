@@ -156,27 +156,18 @@ public struct SidecarConfiguration: Sendable {
         case .redirect(let status, let base):
             guard (300...399).contains(status) else { throw ConfigurationError("standalone pass redirect status \(status) is not 3xx") }
             guard base.hasPrefix("http://") || base.hasPrefix("https://"),
-                  !base.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7f }) else {
+                  OutputSyntax.isPathText(base.utf8) else {
                 throw ConfigurationError("standalone pass redirect '\(base)' must be an http(s) URL without spaces or control bytes")
             }
         }
         guard (200...599).contains(unavailableStatus) else { throw ConfigurationError("unavailable status \(unavailableStatus) is not 200-599") }
         if let clientHeader {
-            guard !clientHeader.isEmpty, clientHeader.utf8.allSatisfy({ Self.isTokenByte($0) }) else {
+            guard OutputSyntax.isToken(clientHeader.utf8) else {
                 throw ConfigurationError("client header '\(clientHeader)' is not a valid header name")
             }
         }
         guard threads >= 1 && threads <= 256 else { throw ConfigurationError("threads must be 1-256") }
         guard maximumHeaderBytes >= 1024 else { throw ConfigurationError("maximum header bytes must be at least 1024") }
         guard maximumBodyBytes >= 0 else { throw ConfigurationError("maximum body bytes must not be negative") }
-    }
-
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
     }
 }
