@@ -107,9 +107,10 @@ build_target() {
       fi ;;
     decide)
       build_core
-      if stale "$bin" Fuzz/Targets/decide.swift Fuzz/Targets/Common.swift Sources/RedirectorABI "$out/core/stamp"; then
+      if stale "$bin" Fuzz/Targets/decide.swift Fuzz/Targets/Common.swift Sources/RedirectorABI include "$out/core/stamp"; then
         log "linking $bin (with the C ABI)"
-        swiftc "${swiftflags[@]}" "${sanitize[@]}" -I "$out/core" Fuzz/Targets/Common.swift Fuzz/Targets/decide.swift \
+        swiftc "${swiftflags[@]}" "${sanitize[@]}" -I "$out/core" -I Sources/CRedirector \
+          Fuzz/Targets/Common.swift Fuzz/Targets/decide.swift \
           Sources/RedirectorABI/RedirectorABI.swift "$out/core/libRedirectorCore.a" -o "$bin" 2>&1 | filter
       fi ;;
     *)

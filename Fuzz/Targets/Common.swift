@@ -30,7 +30,7 @@ func fail(_ message: String) -> Never {
 
 /// Text of bytes with non-printable bytes escaped.
 func shown(_ bytes: some Sequence<UInt8>) -> String {
-    bytes.map { $0 >= 0x20 && $0 < 0x7f ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16) }.joined()
+    TextEscaping.displayBytes(bytes)
 }
 
 /// Every base URL a redirect of `snapshot` may name: provider, region, fallback and URL targets.
@@ -84,14 +84,18 @@ func checkDecision(_ snapshot: Snapshot, _ targets: Set<[UInt8]>, _ decision: De
         guard targets.contains(base) else { fail("redirect to unconfigured target \"\(shown(base))\": \(context())") }
         guard decision.locationLength <= location.count else { return }  // too long for the buffer: nothing written
         let value = Array(UnsafeRawBufferPointer(rebasing: location[..<decision.locationLength]))
-        guard value.starts(with: base) else { fail("Location \"\(shown(value))\" does not start with its target: \(context())") }
-        if value.count > base.count {
-            let next = value[base.count]
+        // The target as configured, or without its final '/' when the path's own '/' follows it.
+        let written = value.starts(with: base) ? base : Array(base.dropLast())
+        guard value.starts(with: written), written == base || value.dropFirst(written.count).first == UInt8(ascii: "/") else {
+            fail("Location \"\(shown(value))\" does not start with its target: \(context())")
+        }
+        if value.count > written.count {
+            let next = value[written.count]
             guard next == UInt8(ascii: "/") || next == UInt8(ascii: "?") else {
                 fail("Location \"\(shown(value))\" continues the target's authority with '\(shown([next]))': \(context())")
             }
         }
-        for byte in value where byte <= 0x20 || byte == 0x7f {
+        for byte in value where !ByteClass.isPathByte(byte) {
             fail("Location \"\(shown(value))\" holds byte 0x\(String(byte, radix: 16)): \(context())")
         }
         // Every redirected target was a safe one.

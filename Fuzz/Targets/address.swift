@@ -47,7 +47,7 @@ func expectedPrefix(_ bytes: UnsafeRawBufferPointer) -> (IPAddress, Int)? {
 
 func check(_ condition: Bool, _ message: @autoclosure () -> String, _ input: UnsafeRawBufferPointer) {
     guard !condition else { return }
-    let shown = input.map { $0 >= 0x20 && $0 < 0x7f ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16) }.joined()
+    let shown = TextEscaping.displayBytes(input)
     fputs("FUZZ FAILURE: \(message()) for input \"\(shown)\"\n", stderr)
     abort()
 }

@@ -12,6 +12,7 @@
 // [mode u8][buffer u8][client…][method length u8][method…][target…], where mode bits 0–1 choose
 // the client (0 text, 1 one of the snapshot's own prefixes, 2 none, 3 raw 4/16 bytes), bits 2–4
 // the snapshot, bit 5 the C ABI.
+import CRedirector
 import Glibc
 import RedirectorCore
 
@@ -39,17 +40,6 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
 }
 
 /// `rdr_request`: four (pointer, length) pairs.
-struct Request {
-    var client: UnsafeRawPointer?
-    var clientLength: Int
-    var method: UnsafeRawPointer?
-    var methodLength: Int
-    var host: UnsafeRawPointer?
-    var hostLength: Int
-    var path: UnsafeRawPointer?
-    var pathLength: Int
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzDecide(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data, size >= 2 else { return 0 }
@@ -116,44 +106,38 @@ public func fuzzDecide(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     if mode & 0x20 != 0 {
         // The same request through the C ABI.
         var abiBuffer = [UInt8](repeating: 0xAA, count: bufferSize + 1)
-        var output = [UInt8](repeating: 0, count: 88)
+        var output = rdr_decision()
         let result: Int32 = clientText.withUnsafeBytes { clientBytes in
-            var request = Request(client: clientBytes.baseAddress, clientLength: clientBytes.count,
-                                  method: method.baseAddress, methodLength: method.count,
-                                  host: nil, hostLength: 0, path: target.baseAddress, pathLength: target.count)
-            return withUnsafePointer(to: &request) { requestPointer in
-                output.withUnsafeMutableBytes { outputBytes in
-                    abiBuffer.withUnsafeMutableBytes { bufferBytes in
-                        rdr_decide(entry.table, UnsafeRawPointer(requestPointer), outputBytes.baseAddress,
-                                   bufferSize == 0 ? nil : bufferBytes.baseAddress, bufferSize)
-                    }
-                }
+            var request = rdr_request(
+                client: clientBytes.baseAddress?.assumingMemoryBound(to: CChar.self), client_len: clientBytes.count,
+                method: method.baseAddress?.assumingMemoryBound(to: CChar.self), method_len: method.count,
+                host: nil, host_len: 0, path: target.baseAddress?.assumingMemoryBound(to: CChar.self), path_len: target.count)
+            return abiBuffer.withUnsafeMutableBytes { bufferBytes in
+                rdr_decide(entry.table, &request, &output,
+                           bufferSize == 0 ? nil : bufferBytes.baseAddress?.assumingMemoryBound(to: CChar.self), bufferSize)
             }
         }
-        let action = output.withUnsafeBytes { $0.load(fromByteOffset: 0, as: Int32.self) }
-        let status = output.withUnsafeBytes { $0.load(fromByteOffset: 4, as: Int32.self) }
-        let length = output.withUnsafeBytes { $0.load(fromByteOffset: 8, as: Int.self) }
-        let route = output.withUnsafeBytes { $0.load(fromByteOffset: 20, as: Int32.self) }
+        let (action, status, length, route) = (output.action, output.status, output.location_len, output.route)
         guard action == decision.action.rawValue, status == decision.status, route == decision.route else {
             fail("C ABI decided \(action)/\(status)/route \(route), Swift \(decision)")
         }
         if decision.action == .redirect {
             guard length == decision.locationLength else { fail("C ABI location length \(length) != \(decision.locationLength)") }
             if length > bufferSize {
-                guard result == -1 else { fail("C ABI returned \(result) for a too-small buffer") }
+                guard result == RDR_ENOSPC else { fail("C ABI returned \(result) for a too-small buffer") }
                 guard abiBuffer.allSatisfy({ $0 == 0xAA }) else { fail("C ABI wrote into a too-small buffer") }
             } else {
-                guard result == 0, Array(abiBuffer[..<length]) == fullLocation else {
+                guard result == RDR_OK, Array(abiBuffer[..<length]) == fullLocation else {
                     fail("C ABI Location \"\(shown(abiBuffer[..<length]))\" != \"\(shown(fullLocation))\"")
                 }
                 if length < bufferSize { guard abiBuffer[length] == 0 else { fail("C ABI Location not NUL-terminated") } }
                 guard abiBuffer[bufferSize] == 0xAA else { fail("C ABI wrote past the buffer") }
             }
         } else {
-            guard result == 0 else { fail("C ABI returned \(result) for \(decision.action)") }
+            guard result == RDR_OK else { fail("C ABI returned \(result) for \(decision.action)") }
         }
         var prefixText = [CChar](repeating: 0, count: 64)
-        let written = output.withUnsafeBytes { rdr_format_prefix($0.baseAddress, &prefixText, prefixText.count) }
+        let written = rdr_format_prefix(&output, &prefixText, prefixText.count)
         guard written >= 0 else { fail("rdr_format_prefix failed") }
         if let prefix = decision.match?.prefix, String(cString: prefixText) != prefix.description {
             fail("rdr_format_prefix \(String(cString: prefixText)) != \(prefix)")
@@ -162,7 +146,7 @@ public func fuzzDecide(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         for index in 0..<routeHeaders {
             var name: UnsafePointer<CChar>?
             var value: UnsafePointer<CChar>?
-            guard rdr_route_header(entry.table, decision.route, index, &name, &value) == 0, name != nil, value != nil else {
+            guard rdr_route_header(entry.table, decision.route, index, &name, &value) == RDR_OK, name != nil, value != nil else {
                 fail("rdr_route_header failed")
             }
         }

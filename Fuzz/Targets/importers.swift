@@ -42,7 +42,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
 }
 
 func clean(_ text: String?) -> Bool {
-    text.map { !$0.utf8.contains { $0 < 0x20 || $0 == 0x7f } } ?? true
+    text.map { !$0.utf8.contains(where: ByteClass.isControl) } ?? true
 }
 
 func fuzzImporter(_ bytes: [UInt8]) {
