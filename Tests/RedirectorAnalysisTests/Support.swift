@@ -35,18 +35,10 @@ struct ParsedFields: Equatable {
     var status: Int32 = -1
     var bytes: UInt64 = 0
     var time = LogRecord.unknownTime
+}
 
-    init(peer: String = "", forwardedFor: String = "", method: String = "", target: String = "", status: Int32 = -1,
-         bytes: UInt64 = 0, time: Int64 = LogRecord.unknownTime) {
-        self.peer = peer
-        self.forwardedFor = forwardedFor
-        self.method = method
-        self.target = target
-        self.status = status
-        self.bytes = bytes
-        self.time = time
-    }
-
+extension ParsedFields {
+    /// The fields of a parsed record (in an extension, so the memberwise initializer stays).
     init(_ record: LogRecord) {
         peer = String(decoding: record.peer, as: UTF8.self)
         forwardedFor = String(decoding: record.forwardedFor, as: UTF8.self)

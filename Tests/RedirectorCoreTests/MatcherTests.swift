@@ -60,22 +60,7 @@ import Testing
 
     /// Compares the three matchers on every probe and returns the number of mismatches.
     static func compare(entries: [(prefix: IPPrefix, value: UInt32)], family: AddressFamily, probes: [IPAddress]) throws -> Int {
-        let oracle = LinearScanMatcher(entries: entries)
-        let tree = BinaryRadixTree(family: family, entries: entries)
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: 200)
-        var mismatches = 0
-        for probe in probes {
-            let expected = oracle.longestMatch(probe)
-            let fromTree = tree.longestMatch(probe)
-            let fromPoptrie = poptrie.longestMatch(probe)
-            if fromTree != expected || fromPoptrie != expected {
-                mismatches += 1
-                if mismatches <= 10 {
-                    Issue.record("\(probe): oracle \(String(describing: expected)), radix \(String(describing: fromTree)), poptrie \(String(describing: fromPoptrie))")
-                }
-            }
-        }
-        return mismatches
+        try compareMatchers(entries: entries, family: family, valueCount: 200, probes: probes).mismatches
     }
 
     @Test(arguments: [(AddressFamily.v4, UInt64(11)), (.v4, 12), (.v4, 13), (.v4, 14), (.v6, 21), (.v6, 22), (.v6, 23), (.v6, 24)])

@@ -1,5 +1,6 @@
 import Foundation
 import RedirectorCore
+import Testing
 @_exported import RedirectorTestSupport
 
 /// Little-endian bytes of a poptrie image's three arrays, as a snapshot stores them.
@@ -75,3 +76,27 @@ func snapshotContents(
 
 /// Text of an error, for message assertions.
 func message(of error: any Error) -> String { "\(error)" }
+
+/// Looks every probe up in the linear-scan oracle, the radix tree and the poptrie built from
+/// `entries`; records the first ten disagreements as issues.
+/// - Returns: how many probes disagreed, and how many the oracle matched.
+func compareMatchers(entries: [(prefix: IPPrefix, value: UInt32)], family: AddressFamily, valueCount: Int,
+                     probes: [IPAddress]) throws -> (mismatches: Int, matched: Int) {
+    let oracle = LinearScanMatcher(entries: entries)
+    let tree = BinaryRadixTree(family: family, entries: entries)
+    let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: valueCount)
+    var mismatches = 0, matched = 0
+    for probe in probes {
+        let expected = oracle.longestMatch(probe)
+        if expected != nil { matched += 1 }
+        let fromTree = tree.longestMatch(probe)
+        let fromPoptrie = poptrie.longestMatch(probe)
+        if fromTree != expected || fromPoptrie != expected {
+            mismatches += 1
+            if mismatches <= 10 {
+                Issue.record("\(probe): oracle \(String(describing: expected)), radix \(String(describing: fromTree)), poptrie \(String(describing: fromPoptrie))")
+            }
+        }
+    }
+    return (mismatches, matched)
+}
