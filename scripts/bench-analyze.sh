@@ -24,7 +24,7 @@ fi
 log=$work/bench-$lines.log
 if [ ! -s "$log.gz" ]; then
   if [ ! -s "$work/gen/combined.log.gz" ]; then
-    python3 Tests/Integration/generate_logs.py --out "$work/gen" --lines 250000 --formats combined --seed 1
+    PYTHONPATH=Tests/Conformance python3 Tests/Integration/generate_logs.py --out "$work/gen" --lines 250000 --formats combined --seed 1
   fi
   gzip -dc "$work/gen/combined.log.gz" > "$work/unique.log"
   unique=$(wc -l < "$work/unique.log")

@@ -15,7 +15,7 @@ Writes, per requested format, `<format>.log` (`combined.log.gz` for combined) an
 ASN requests / bytes / redirected requests and bytes / distinct clients, and bytes per provider
 per hour. Deterministic for a given --seed.
 
-    generate_logs.py --out DIR [--lines N] [--seed S] [--formats combined,envoy,gcs,custom]
+    PYTHONPATH=Tests/Conformance generate_logs.py --out DIR [--lines N] [--seed S] [--formats combined,envoy,gcs,custom]
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "examples" / "data"
-PYASN = Path("/usr/lib/python3/dist-packages/data/ipasn_20140513.dat.gz")
+from testkit.data import read_pyasn
+from testkit.paths import EXAMPLES, PYASN_DATA
+
+DATA = EXAMPLES / "data"
+PYASN = PYASN_DATA / "ipasn_20140513.dat.gz"
 
 # The custom NGINX format the tests pass with --log-format: the common "main" layout with the
 # X-Forwarded-For header, written behind a trusted proxy (127.0.0.0/8 in the simple config).
@@ -96,19 +98,6 @@ def read_owners() -> tuple[dict[int, set[str]], dict[str, dict]]:
                 owners[int(m.group(1))].add(name)
         targets[name] = hosts
     return owners, targets
-
-
-def read_pyasn(path: Path):
-    """[(network, asn)] of a pyasn dump."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    out = []
-    with opener(path, "rt") as handle:
-        for line in handle:
-            if not line.strip() or line.startswith(";"):
-                continue
-            prefix, asn = line.split()
-            out.append((ipaddress.ip_network(prefix, strict=False), int(asn)))
-    return out
 
 
 def build_world():

@@ -10,7 +10,6 @@ GCS usage CSV) must give the same answer.
 from __future__ import annotations
 
 import bisect
-import gzip
 import ipaddress
 import json
 import random
@@ -21,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, run
+from testkit.paths import EXAMPLES, PYASN_DATA, REPO
+from testkit.processes import python_env, run
 
 GENERATOR = Path(__file__).with_name("generate_logs.py")
-PYASN = Path("/usr/lib/python3/dist-packages/data/ipasn_20140513.dat.gz")
+PYASN = PYASN_DATA / "ipasn_20140513.dat.gz"
 DOCS = REPO / "docs" / "analysis.md"
 LINES = 30_000
 FORMATS = ["combined", "envoy", "gcs", "custom"]
@@ -36,7 +36,7 @@ FORMATS = ["combined", "envoy", "gcs", "custom"]
 @pytest.fixture(scope="module")
 def simple_snapshot(cli, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("analyze-snapshot") / "simple.rdb"
-    run([cli, "compile", "-c", REPO / "examples" / "simple" / "redirector.yaml", "-o", out])
+    run([cli, "compile", "-c", EXAMPLES / "simple" / "redirector.yaml", "-o", out])
     return out
 
 
@@ -45,7 +45,7 @@ def generated(tmp_path_factory) -> Path:
     if not PYASN.exists():
         pytest.skip(f"{PYASN} missing (Debian python3-pyasn)")
     out = tmp_path_factory.mktemp("analyze-logs")
-    run([sys.executable, GENERATOR, "--out", out, "--lines", LINES, "--seed", "11"], timeout=600)
+    run([sys.executable, GENERATOR, "--out", out, "--lines", LINES, "--seed", "11"], timeout=600, env=python_env())
     return out
 
 

@@ -8,19 +8,18 @@ must agree with the CLI. Zero mismatches allowed.
 
 from __future__ import annotations
 
-import ctypes
-import gzip
 import ipaddress
 import random
 import subprocess
-from pathlib import Path
 
 import pytest
 import pytricia
 
-from harness import CLI, LIBRARY, run
+from testkit import abi
+from testkit.data import read_pyasn
+from testkit.paths import CLI, PYASN_DATA
+from testkit.processes import run
 
-PYASN = Path("/usr/lib/python3/dist-packages/data")
 TABLES = {
     # name: (file, family, expected prefix count of that family, random addresses)
     "ipasn_20140513-v4": ("ipasn_20140513.dat.gz", 4, 512_621, 2_000_000),
@@ -29,18 +28,9 @@ TABLES = {
 }
 
 
-def read_table(path: Path, family: int) -> list[tuple[ipaddress._BaseNetwork, int]]:
-    """(network, asn) in file order; host bits cleared as the compiler does."""
-    entries = []
-    with gzip.open(path, "rt") as lines:
-        for line in lines:
-            if line.startswith(";") or not line.strip():
-                continue
-            prefix, asn = line.rstrip("\n").split("\t")
-            network = ipaddress.ip_network(prefix, strict=False)
-            if network.version == family:
-                entries.append((network, int(asn)))
-    return entries
+def read_table(path, family: int) -> list[tuple[ipaddress._BaseNetwork, int]]:
+    """(network, asn) of one address family in file order; host bits cleared as the compiler does."""
+    return [(network, asn) for network, asn in read_pyasn(path) if network.version == family]
 
 
 def probe_addresses(entries, family: int, count: int, rng: random.Random) -> list[int]:
@@ -64,9 +54,9 @@ def probe_addresses(entries, family: int, count: int, rng: random.Random) -> lis
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
-def test_matcher_agrees_with_pytricia(name, tmp_path):
+def test_matcher_agrees_with_pytricia(name, library, tmp_path):
     file, family, expected, random_count = TABLES[name]
-    source = PYASN / file
+    source = PYASN_DATA / file
     assert source.exists(), f"{source} missing: scripts/setup.sh installs python3-pyasn"
     entries = read_table(source, family)
     assert len(entries) == expected
@@ -102,56 +92,20 @@ def test_matcher_agrees_with_pytricia(name, tmp_path):
     print(f"{name}: {len(entries)} prefixes, {len(texts)} addresses, 0 mismatches")
 
     # The same answers through the C ABI: rdr_decide reports prefix and ASN.
-    abi = RedirectorABI(LIBRARY, snapshot)
+    table = abi.Library(library).open(snapshot)
     sample = random.Random(7).sample(range(len(texts)), min(200_000, len(texts)))
     for index in sample:
         address, prefix, _provider, _region, asn = lines[index].split("\t")
-        assert abi.prefix_and_asn(address) == (None if prefix == "-" else (prefix, int(asn))), address
-    abi.close()
+        assert prefix_and_asn(table, address) == (None if prefix == "-" else (prefix, int(asn))), address
+    table.close()
 
 
-class RdrRequest(ctypes.Structure):
-    _fields_ = [("client", ctypes.c_char_p), ("client_len", ctypes.c_size_t),
-                ("method", ctypes.c_char_p), ("method_len", ctypes.c_size_t),
-                ("host", ctypes.c_char_p), ("host_len", ctypes.c_size_t),
-                ("path", ctypes.c_char_p), ("path_len", ctypes.c_size_t)]
-
-
-class RdrDecision(ctypes.Structure):
-    _fields_ = [("action", ctypes.c_int32), ("status", ctypes.c_int32), ("location_len", ctypes.c_size_t),
-                ("provider", ctypes.c_int32), ("route", ctypes.c_int32), ("asn", ctypes.c_uint32),
-                ("prefix_len", ctypes.c_int32), ("family", ctypes.c_int32), ("prefix", ctypes.c_uint8 * 16),
-                ("provider_name", ctypes.c_char_p), ("region", ctypes.c_char_p),
-                ("route_name", ctypes.c_char_p), ("target_host", ctypes.c_char_p)]
-
-
-class RedirectorABI:
-    """libredirector.so through ctypes, declared from include/redirector.h."""
-
-    def __init__(self, library: Path, snapshot: Path):
-        self.lib = ctypes.CDLL(str(library))
-        self.lib.rdr_open.restype = ctypes.c_void_p
-        self.lib.rdr_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
-        self.lib.rdr_close.argtypes = [ctypes.c_void_p]
-        self.lib.rdr_decide.argtypes = [ctypes.c_void_p, ctypes.POINTER(RdrRequest), ctypes.POINTER(RdrDecision),
-                                        ctypes.c_char_p, ctypes.c_size_t]
-        self.lib.rdr_format_prefix.argtypes = [ctypes.POINTER(RdrDecision), ctypes.c_char_p, ctypes.c_size_t]
-        error = ctypes.create_string_buffer(256)
-        self.table = self.lib.rdr_open(str(snapshot).encode(), error, len(error))
-        assert self.table, error.value.decode()
-        self.buffer = ctypes.create_string_buffer(512)
-        self.prefix = ctypes.create_string_buffer(64)
-
-    def prefix_and_asn(self, address: str):
-        client = address.encode()
-        request = RdrRequest(client, len(client), b"GET", 3, b"h", 1, b"/", 1)
-        decision = RdrDecision()
-        assert self.lib.rdr_decide(self.table, ctypes.byref(request), ctypes.byref(decision),
-                                   self.buffer, len(self.buffer)) == 0
-        if decision.prefix_len < 0:
-            return None
-        assert self.lib.rdr_format_prefix(ctypes.byref(decision), self.prefix, len(self.prefix)) > 0
-        return self.prefix.value.decode(), decision.asn
-
-    def close(self):
-        self.lib.rdr_close(self.table)
+def prefix_and_asn(table: abi.Table, address: str):
+    """The matched prefix and ASN rdr_decide reports for a client address (None: no match)."""
+    decided = table.decide(address.encode(), b"GET", b"/", b"h", buffer=512)
+    assert decided.rc == abi.RDR_OK
+    if decided.decision.prefix_len < 0:
+        return None
+    prefix = table.format_prefix(decided.decision)
+    assert prefix
+    return prefix, decided.decision.asn

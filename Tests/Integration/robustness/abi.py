@@ -1,9 +1,8 @@
-"""ctypes binding of libredirector.so (include/redirector.h) for the robustness tests, and a
-command line that runs the checks in a child process (a crash then fails one test instead of
-killing pytest):
+"""The C ABI's robustness checks for test_robustness.py, run in a child process (a crash then
+fails one test instead of killing pytest), through the test kit's binding (testkit.abi):
 
-    python3 abi.py resealed SNAPSHOT WORK COUNT SEED   damaged sections with a repaired checksum
-    python3 abi.py hostile SNAPSHOT                     hostile requests through rdr_decide
+    python3 -m robustness.abi resealed SNAPSHOT WORK COUNT SEED   damaged sections with a repaired checksum
+    python3 -m robustness.abi hostile SNAPSHOT                     hostile requests through rdr_decide
 
 Each prints one JSON object with its counts and exits 1 (with the problems) when a check fails.
 """
@@ -12,106 +11,28 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import random
-import struct
 import sys
+import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-LIBRARY = Path(os.environ.get("REDIRECTOR_LIBRARY", REPO / "out" / "lib" / "libredirector.so"))
-
-RDR_PASS, RDR_REDIRECT, RDR_RESPOND = 0, 1, 2
-RDR_OK, RDR_ENOSPC, RDR_EINVAL = 0, -1, -2
+from testkit import abi
+from testkit.abi import RDR_EINVAL, RDR_OK, RDR_PASS, RDR_REDIRECT
+from testkit.snapshots import reseal, sections
 
 
-class Request(ctypes.Structure):
-    _fields_ = [("client", ctypes.c_char_p), ("client_len", ctypes.c_size_t),
-                ("method", ctypes.c_char_p), ("method_len", ctypes.c_size_t),
-                ("host", ctypes.c_char_p), ("host_len", ctypes.c_size_t),
-                ("path", ctypes.c_char_p), ("path_len", ctypes.c_size_t)]
-
-
-class Decision(ctypes.Structure):
-    _fields_ = [("action", ctypes.c_int32), ("status", ctypes.c_int32), ("location_len", ctypes.c_size_t),
-                ("provider", ctypes.c_int32), ("route", ctypes.c_int32), ("asn", ctypes.c_uint32),
-                ("prefix_len", ctypes.c_int32), ("family", ctypes.c_int32), ("prefix", ctypes.c_uint8 * 16),
-                ("provider_name", ctypes.c_char_p), ("region", ctypes.c_char_p),
-                ("route_name", ctypes.c_char_p), ("target_host", ctypes.c_char_p)]
-
-
-class Library:
-    """The C ABI, one table at a time."""
-
-    def __init__(self, path: Path = LIBRARY):
-        lib = ctypes.CDLL(str(path))
-        lib.rdr_open.restype = ctypes.c_void_p
-        lib.rdr_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
-        lib.rdr_close.argtypes = [ctypes.c_void_p]
-        lib.rdr_decide.restype = ctypes.c_int
-        lib.rdr_decide.argtypes = [ctypes.c_void_p, ctypes.POINTER(Request), ctypes.POINTER(Decision),
-                                   ctypes.c_char_p, ctypes.c_size_t]
-        lib.rdr_lookup.restype = ctypes.c_int32
-        lib.rdr_lookup.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-        lib.rdr_provider_count.restype = ctypes.c_int32
-        lib.rdr_provider_count.argtypes = [ctypes.c_void_p]
-        lib.rdr_provider_name.restype = ctypes.c_char_p
-        lib.rdr_provider_name.argtypes = [ctypes.c_void_p, ctypes.c_int32]
-        lib.rdr_route_header_count.restype = ctypes.c_int32
-        lib.rdr_route_header_count.argtypes = [ctypes.c_void_p, ctypes.c_int32]
-        self.lib = lib
-
-    def open(self, path) -> tuple[int | None, str]:
-        err = ctypes.create_string_buffer(1024)
-        table = self.lib.rdr_open(str(path).encode(), err, len(err))
-        return table, err.value.decode(errors="replace")
-
-    def close(self, table) -> None:
-        self.lib.rdr_close(table)
-
-    def decide(self, table, client: bytes, method: bytes, path: bytes, host: bytes = b"mirror.test",
-               buffer: int = 256) -> dict:
-        """rdr_decide, retrying with the size it asks for; the Location as bytes."""
-        request = Request(client, len(client), method, len(method), host, len(host), path, len(path))
-        decision = Decision()
-        buf = ctypes.create_string_buffer(buffer)
-        rc = self.lib.rdr_decide(table, ctypes.byref(request), ctypes.byref(decision), buf, buffer)
-        if rc == RDR_ENOSPC:
-            size = decision.location_len + 1
-            buf = ctypes.create_string_buffer(size)
-            rc = self.lib.rdr_decide(table, ctypes.byref(request), ctypes.byref(decision), buf, size)
-        return {"rc": rc, "action": decision.action, "status": decision.status,
-                "location": buf.raw[:decision.location_len] if decision.action == RDR_REDIRECT else None,
-                "target": decision.target_host or b"", "provider": decision.provider, "route": decision.route}
-
-
-# --------------------------------------------------------------------------- snapshot surgery
-
-
-def sections(data: bytes) -> list[tuple[str, int, int]]:
-    count = struct.unpack_from("<I", data, 12)[0]
-    out = []
-    for i in range(count):
-        tag, _, offset, length = struct.unpack_from("<4sIII", data, 64 + 16 * i)
-        out.append((tag.decode(errors="replace"), offset, length))
-    return out
-
-
-def checksum(data: bytes) -> int:
-    """SnapshotFormat.checksum: XXH64 of bytes 32..<size seeded with XXH64 (seed 0) of 0..<24."""
-    import xxhash
-    head = xxhash.xxh64_intdigest(data[0:24])
-    return xxhash.xxh64_intdigest(data[32:], seed=head)
-
-
-def reseal(data: bytearray) -> None:
-    struct.pack_into("<Q", data, 16, len(data))
-    struct.pack_into("<Q", data, 24, checksum(bytes(data)))
+def decide(table: abi.Table, client: bytes, method: bytes, path: bytes) -> dict:
+    """rdr_decide's outcome as the checks below read it (Location and target as bytes)."""
+    decided = table.decide(client, method, path)
+    d = decided.decision
+    return {"rc": decided.rc, "action": d.action, "status": d.status, "location": decided.location,
+            "target": d.target_host or b"", "provider": d.provider, "route": d.route}
 
 
 def location_problems(result: dict, targets: set[bytes]) -> list[str]:
-    """The contract's invariants for one redirect."""
-    if result["action"] != RDR_REDIRECT:
+    """The contract's invariants for one redirect (one that failed, rc != RDR_OK, is reported by
+    the caller)."""
+    if result["action"] != RDR_REDIRECT or result["location"] is None:
         return []
     location, target = result["location"], result["target"]
     out = []
@@ -140,14 +61,14 @@ PROBE_REQUESTS = [(b"GET", b"/v2/library/nginx/manifests/1.25"), (b"HEAD", b"/v2
 def check_resealed(snapshot: Path, work: Path, count: int, seed: int) -> dict:
     """Random damage inside sections, checksum repaired: rdr_open rejects it with a message, or
     the table answers every probe within the contract."""
-    lib = Library()
+    lib = abi.Library()
     base = bytearray(snapshot.read_bytes())
     reseal(base)
     work.write_bytes(base)
-    table, err = lib.open(work)
+    table, err = lib.try_open(work)
     assert table, f"the resealed original does not load: {err}"
-    targets = {lib.decide(table, c, m, p)["target"] for c in PROBE_CLIENTS for m, p in PROBE_REQUESTS} - {b""}
-    lib.close(table)
+    targets = {decide(table, c, m, p)["target"] for c in PROBE_CLIENTS for m, p in PROBE_REQUESTS} - {b""}
+    table.close()
     regions = sections(bytes(base))
     rng = random.Random(seed)
     rejected = accepted = 0
@@ -162,7 +83,7 @@ def check_resealed(snapshot: Path, work: Path, count: int, seed: int) -> dict:
                 data[at] ^= 1 << rng.randrange(8)
         reseal(data)
         work.write_bytes(data)
-        table, err = lib.open(work)
+        table, err = lib.try_open(work)
         if not table:
             rejected += 1
             assert str(work) in err and len(err) > len(str(work)) + 5, f"unclear message {err!r}"
@@ -172,13 +93,13 @@ def check_resealed(snapshot: Path, work: Path, count: int, seed: int) -> dict:
         accepted += 1
         for client in PROBE_CLIENTS:
             for method, path in PROBE_REQUESTS:
-                result = lib.decide(table, client, method, path)
+                result = decide(table, client, method, path)
                 if result["rc"] != RDR_OK:
                     problems.append(f"{tag}: rdr_decide returned {result['rc']}")
                 # damage may move a client to another provider or route, never to a host
                 # outside the strings of the table, and never break the Location's shape
                 problems += [f"{tag}: {p}" for p in location_problems(result, set())]
-        lib.close(table)
+        table.close()
     return {"checked": count, "rejected": rejected, "accepted": accepted, "reasons": reasons,
             "problems": problems[:20], "targets": sorted(t.decode() for t in targets)}
 
@@ -201,15 +122,12 @@ HOSTILE_CLIENTS = [b"192.0.2.10", b"192.0.2.10\x00", b"192.0.2.10\r\n", b"::ffff
 def check_hostile(snapshot: Path) -> dict:
     """Hostile requests through rdr_decide: no redirect of an unsafe target, no control bytes in a
     Location, no unconfigured host, bounded time; compared with a plain request."""
-    import time
-    lib = Library()
-    table, err = lib.open(snapshot)
-    assert table, err
-    safe = lib.decide(table, b"192.0.2.10", b"GET", b"/v2/x/manifests/y")
+    table = abi.Library().open(snapshot)
+    safe = decide(table, b"192.0.2.10", b"GET", b"/v2/x/manifests/y")
     targets = {safe["target"]}
     for client in PROBE_CLIENTS:
         for method, path in PROBE_REQUESTS:
-            targets.add(lib.decide(table, client, method, path)["target"])
+            targets.add(decide(table, client, method, path)["target"])
     targets.discard(b"")
     problems: list[str] = []
     count = 0
@@ -218,7 +136,7 @@ def check_hostile(snapshot: Path) -> dict:
         for method in HOSTILE_METHODS:
             for path in HOSTILE_PATHS:
                 started = time.perf_counter()
-                result = lib.decide(table, client, method, path)
+                result = decide(table, client, method, path)
                 slowest = max(slowest, time.perf_counter() - started)
                 count += 1
                 if result["rc"] != RDR_OK:
@@ -231,15 +149,16 @@ def check_hostile(snapshot: Path) -> dict:
                 if client not in (b"192.0.2.10", b"::ffff:192.0.2.10") and result["provider"] != -1:
                     problems.append(f"malformed client {client[:40]!r} matched provider {result['provider']}")
     # NULL and zero-length fields
-    null = Request(None, 5, None, 3, None, 0, None, 9)
-    decision = Decision()
-    if lib.lib.rdr_decide(table, ctypes.byref(null), ctypes.byref(decision), None, 0) != RDR_OK or decision.action != RDR_PASS:
+    null = abi.Request(None, 5, None, 3, None, 0, None, 9)
+    decision = abi.Decision()
+    c = table.c
+    if c.rdr_decide(table.handle, ctypes.byref(null), ctypes.byref(decision), None, 0) != RDR_OK or decision.action != RDR_PASS:
         problems.append("NULL fields with lengths were not a pass")
-    if lib.lib.rdr_decide(None, ctypes.byref(null), ctypes.byref(decision), None, 0) != RDR_EINVAL:
+    if c.rdr_decide(None, ctypes.byref(null), ctypes.byref(decision), None, 0) != RDR_EINVAL:
         problems.append("NULL table was not RDR_EINVAL")
     for length in (0, 1, 3, 5, 15, 17, 1 << 20):
-        lib.lib.rdr_lookup(table, b"\x00" * min(length, 32), length if length <= 32 else 0)
-    lib.close(table)
+        c.rdr_lookup(table.handle, b"\x00" * min(length, 32), length if length <= 32 else 0)
+    table.close()
     return {"requests": count, "slowest_ms": round(slowest * 1000, 3), "targets": sorted(t.decode() for t in targets),
             "problems": problems[:20]}
 

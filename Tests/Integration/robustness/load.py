@@ -1,13 +1,11 @@
-"""Load, fault and memory helpers shared by test_robustness.py (bounded) and scripts/soak.sh
-(long): wrk with a response checker, RSS sampling, snapshot damage, in-place file rewrites."""
+"""Load and memory helpers shared by test_robustness.py (bounded) and scripts/soak.sh (long):
+wrk with a response checker, RSS sampling. (Snapshot damage and file replacement: testkit.snapshots.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import struct
 import subprocess
 import threading
 import time
@@ -117,61 +115,3 @@ class RssSampler:
                 "last_kb": values[-1], "early_median_kb": early[len(early) // 2],
                 "late_median_kb": late[len(late) // 2],
                 "growth_kb": late[len(late) // 2] - early[len(early) // 2]}
-
-
-# --------------------------------------------------------------------------- snapshots
-
-
-def sections(data: bytes) -> list[tuple[str, int, int]]:
-    count = struct.unpack_from("<I", data, 12)[0]
-    out = []
-    for i in range(count):
-        tag, _, offset, length = struct.unpack_from("<4sIII", data, 64 + 16 * i)
-        out.append((tag.decode(errors="replace"), offset, length))
-    return out
-
-
-def corruptions(data: bytes, seed: int, truncations: int, flips: int) -> list[tuple[str, bytes]]:
-    """Damaged copies of a snapshot: truncations at the interesting lengths (empty, inside the
-    header, at and around every section boundary) and then random ones; single-bit flips in the
-    header, in every section, then anywhere. The checksum is left as it is."""
-    rng = random.Random(seed)
-    size = len(data)
-    lengths = [0, 1, 8, 63, 64, 65, size // 2, size - 8, size - 1]
-    for _, offset, length in sections(data):
-        lengths += [offset - 1, offset, offset + 1, offset + length - 1]
-    lengths = [n for n in dict.fromkeys(lengths) if 0 <= n < size]
-    while len(lengths) < truncations:
-        lengths.append(rng.randrange(size))
-    out = [(f"truncated to {n} bytes", data[:n]) for n in lengths[:truncations]]
-    positions = [rng.randrange(64) for _ in range(4)] + [offset + rng.randrange(max(length, 1))
-                                                         for _, offset, length in sections(data)]
-    while len(positions) < flips:
-        positions.append(rng.randrange(size))
-    for at in positions[:flips]:
-        bit = rng.randrange(8)
-        damaged = bytearray(data)
-        damaged[at] ^= 1 << bit
-        out.append((f"bit {bit} of byte {at} flipped", bytes(damaged)))
-    return out
-
-
-def replace_atomically(data: bytes, dest: Path) -> None:
-    """Writes a new file and renames it over `dest` (what a deployment should do)."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)
-    os.replace(tmp, dest)
-
-
-def write_in_place(data: bytes, dest: Path, chunk: int = 64 * 1024, pause: float = 0.002) -> None:
-    """Rewrites `dest` in place the way `cp new live` does: truncate, then write in chunks, so a
-    reader can see an empty, a partial and finally the whole new file (same inode)."""
-    with open(dest, "r+b") as f:
-        f.truncate(0)
-        f.flush()
-        for start in range(0, len(data), chunk):
-            f.write(data[start:start + chunk])
-            f.flush()
-            time.sleep(pause)
-        f.truncate(len(data))

@@ -8,21 +8,19 @@ Every scenario returns a dict with `name`, `size` (what was done: requests, relo
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from robustness.load import RssSampler, Wrk, problems_of, rss_kb
+from testkit.fixtures import AWS, AWS2, BALANCER, MANIFEST, SIDECAR_TRUST, fixture_policy
+from testkit.http import free_port, request
+from testkit.nginx import Nginx, example_nginx
+from testkit.origin import Origin
+from testkit.proxies import start_proxy
+from testkit.sidecar import Sidecar
+from testkit.snapshots import compile_snapshot, replace_atomically, write_in_place
 
-from harness import AWS, FIXTURES, LUA_MODULE, MANIFEST, REPO, Nginx, free_port, http_request, make_prefix, render, run
-from robustness.load import RssSampler, Wrk, problems_of, replace_atomically, rss_kb, write_in_place
-from sidecar_helpers import (BALANCER, EXAMPLES, LOOPBACK_PREFIXES, Process, Sidecar, Upstream, compile_to,
-                             envoy_binary, http, start_proxy)
-
-AWS2 = "https://registry2.aws.test"
 OLD = f"302 {AWS}{MANIFEST}"      # fixtures main.yaml: aws client, registry route
 NEW = f"308 {AWS2}{MANIFEST}"     # fixtures alt.yaml: another host and status
 CLIENT = "192.0.2.10"
@@ -35,43 +33,28 @@ def result(name: str, size: str, problems: list[str], **details) -> dict:
 # --------------------------------------------------------------------------- servers
 
 
-def start_nginx(tmp_root: Path, kind: str, snapshot: Path, library: Path | None = None,
-                workers: int = 2) -> Nginx:
+def start_nginx(root: Path, kind: str, snapshot: Path, library: Path | None = None, workers: int = 2) -> Nginx:
     """The nginx example (C module) or the OpenResty example (Lua binding) serving a copy of
-    `snapshot` on a free port; stop it with `stop_nginx`."""
-    port, origin = free_port(), free_port()
-    prefix = make_prefix(tmp_root)
-    live = prefix / "redirector.rdb"
-    shutil.copyfile(snapshot, live)
-    live.chmod(0o644)
-    values = {"SNAPSHOT": live, "PORT": port, "ORIGIN_PORT": origin}
-    if kind == "lua":
-        template = EXAMPLES / "openresty" / "nginx.conf"
-        values.update({"LUA_DIR": REPO / "lua", "LIBRARY": library or REPO / "out" / "lib" / "libredirector.so"})
-    else:
-        template = EXAMPLES / "nginx" / "nginx.conf"
-        values["MODULE_DIR"] = REPO / "out" / "nginx"
-    conf = render(template, prefix / "nginx.conf", values)
-    text = conf.read_text().replace("worker_processes 2;", f"worker_processes {workers};")
-    conf.write_text(text.replace("access_log logs/access.log redirector;", "access_log off;"))
-    server = Nginx(prefix=prefix, conf=conf)
-    server.port, server.snapshot = port, live
+    `snapshot` on a free port, without an access log (load would fill it); stop it with `stop_nginx`."""
+    server = example_nginx(kind, root, snapshot, library=library, workers=workers, access_log=False)
     server.allowed_log.append("cannot be loaded")
-    server.start(port)
-    return server
+    return server.start()
 
 
 def stop_nginx(server: Nginx) -> list[str]:
     """Stops the server; returns alerts and crashes from its logs."""
     server.stop()
-    return server.bad_log_lines()
-
-
-def nginx_pids(server: Nginx) -> set[int]:
-    return ({server.proc.pid} if server.proc else set()) | server.worker_pids()
+    return server.problems()
 
 
 # --------------------------------------------------------------------------- reloads under load
+
+
+def growth(what: str, before_kb: int, after_kb: int, limit_mib: int, reloads: int) -> list[str]:
+    """A problem when `what` grew by more than `limit_mib` over `reloads` reloads."""
+    if after_kb - before_kb <= limit_mib * 1024:
+        return []
+    return [f"{what} grew from {before_kb} to {after_kb} KiB over {reloads} reloads"]
 
 
 def nginx_reloads(server: Nginx, snapshots: dict, reloads: int, interval: float = 0.5) -> dict:
@@ -86,7 +69,7 @@ def nginx_reloads(server: Nginx, snapshots: dict, reloads: int, interval: float 
     done = 0
     for index in range(reloads):
         old = server.worker_pids()
-        replace_atomically(snapshots["alt" if index % 2 == 0 else "main"].read_bytes(), server.snapshot)
+        replace_atomically(snapshots["alt" if index % 2 == 0 else "main"], server.snapshot)
         reload = server.reload()
         if reload.returncode != 0:
             problems.append(f"reload {index}: {reload.stderr.strip()[-200:]}")
@@ -98,11 +81,9 @@ def nginx_reloads(server: Nginx, snapshots: dict, reloads: int, interval: float 
             problems.append(str(exc))
         time.sleep(interval / 2)
     outcome = wrk.result()
-    problems += problems_of(outcome, minimum_requests=100)
     # every reload reads a snapshot into the master; the previous cycle's must be released
     master_after = rss_kb(server.proc.pid)
-    if master_after - master_before > 8 * 1024:
-        problems.append(f"master RSS grew from {master_before} to {master_after} KiB over {done} reloads")
+    problems += problems_of(outcome, minimum_requests=100) + growth("master RSS", master_before, master_after, 8, done)
     return result("nginx reloads under load", f"{done} reloads, {outcome['requests']} requests, master RSS "
                   f"{master_before // 1024}→{master_after // 1024} MiB", problems, requests=outcome["requests"], reloads=done)
 
@@ -116,7 +97,7 @@ def sidecar_reloads(sidecar: Sidecar, snapshots: dict, reloads: int, interval: f
     start = sidecar.readyz()[1]["reloads"]
     rss_before = rss_kb(sidecar.proc.pid)
     for index in range(reloads):
-        replace_atomically(snapshots["alt" if index % 2 == 0 else "main"].read_bytes(), path)
+        replace_atomically(snapshots["alt" if index % 2 == 0 else "main"], path)
         if index % 2:
             sidecar.signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
@@ -128,10 +109,8 @@ def sidecar_reloads(sidecar: Sidecar, snapshots: dict, reloads: int, interval: f
     done = ready["reloads"] - start
     if done != reloads or ready["reload_failures"]:
         problems.append(f"{done} of {reloads} reloads, {ready['reload_failures']} failures: {ready.get('last_reload_error')}")
-    problems += problems_of(outcome, minimum_requests=100)
     rss_after = rss_kb(sidecar.proc.pid)
-    if rss_after - rss_before > 16 * 1024:
-        problems.append(f"RSS grew from {rss_before} to {rss_after} KiB over {done} reloads")
+    problems += problems_of(outcome, minimum_requests=100) + growth("RSS", rss_before, rss_after, 16, done)
     return result("sidecar reloads under load", f"{done} reloads, {outcome['requests']} requests, RSS "
                   f"{rss_before // 1024}→{rss_after // 1024} MiB", problems, requests=outcome["requests"], reloads=done)
 
@@ -158,7 +137,7 @@ def sidecar_replacements(sidecar: Sidecar, snapshots: dict, rounds: int) -> dict
         want = OLD if name == "main" else NEW
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            resp = http(sidecar.port, "GET", "/ext_authz" + MANIFEST, headers={"X-Forwarded-For": CLIENT})
+            resp = request(sidecar.port, "GET", "/ext_authz" + MANIFEST, client=CLIENT)
             if f"{resp.status} {resp.location}" == want:
                 served.append(name)
                 break
@@ -212,7 +191,7 @@ def nginx_replacements(server: Nginx, snapshots: dict, rounds: int) -> dict:
         os.truncate(server.snapshot, 0)
         write_in_place(data[name], server.snapshot)
         in_place += 3
-        resp = http_request(server.port, "GET", MANIFEST, client=CLIENT)
+        resp = request(server.port, "GET", MANIFEST, client=CLIENT)
         if f"{resp.status} {resp.location}" != answer[current]:
             problems.append(f"round {index}: answer changed without a reload: {resp.status} {resp.location}")
         if server.worker_pids() != workers:
@@ -236,7 +215,7 @@ def nginx_replacements(server: Nginx, snapshots: dict, rounds: int) -> dict:
             continue
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            resp = http_request(server.port, "GET", MANIFEST, client=CLIENT)
+            resp = request(server.port, "GET", MANIFEST, client=CLIENT)
             if f"{resp.status} {resp.location}" == answer[name]:
                 current = name
                 break
@@ -257,47 +236,8 @@ def nginx_replacements(server: Nginx, snapshots: dict, rounds: int) -> dict:
 def loopback_aws_snapshot(work: Path) -> Path:
     """fixtures main.yaml where 127.0.0.1 (wrk's only source address) is an aws client, so a
     request through a proxy from wrk is redirected while the sidecar is up."""
-    config = yaml.safe_load((FIXTURES / "main.yaml").read_text())
-    for source in config.get("sources", []) + config.get("asnTable", []):
-        source["path"] = str((FIXTURES / source["path"]).resolve())
-    csv = work / "loopback-aws.csv"
-    csv.write_text("prefix,provider,region\n127.0.0.1/32,aws,us-east-1\n")
-    config["sources"].append({"format": "csv", "path": str(csv)})
-    path = work / "loopback-aws.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return compile_to(path, work / "loopback-aws.rdb")
-
-
-def start_envoy(work: Path, sidecar_port: int, upstream_port: int, failure_mode_allow: bool) -> tuple[Process, int]:
-    binary = envoy_binary()
-    port = free_port()
-    conf = render(EXAMPLES / "envoy" / "envoy.yaml", work / f"envoy-faults-{port}.yaml", {
-        "LISTEN_PORT": port, "ADMIN_PORT": free_port(), "SIDECAR_PORT": sidecar_port,
-        "UPSTREAM_PORT": upstream_port, "FAILURE_MODE_ALLOW": "true" if failure_mode_allow else "false"})
-    process = start_proxy("envoy", [binary, "-c", conf, "--disable-hot-restart", "-l", "error",
-                                    "--concurrency", "1"], work / f"envoy-faults-{port}.log", port)
-    return process, port
-
-
-def start_caddy(work: Path, sidecar_port: int, upstream_port: int) -> tuple[Process, int]:
-    port = free_port()
-    conf = render(EXAMPLES / "caddy" / "Caddyfile", work / f"Caddyfile-faults-{port}", {
-        "LISTEN_PORT": port, "SIDECAR_PORT": sidecar_port, "UPSTREAM_PORT": upstream_port,
-        "TRUSTED_PROXIES": BALANCER + "/32"})
-    home = work / f"caddy-faults-{port}"
-    home.mkdir(exist_ok=True)
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home)}
-    process = Process("caddy", [shutil.which("caddy"), "run", "--config", conf, "--adapter", "caddyfile"],
-                      work / f"caddy-faults-{port}.log", env=env).start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        process.check_running()
-        try:
-            http(port, "GET", "/probe", timeout=2)
-            return process, port
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(process.log_text())
+    return compile_snapshot(fixture_policy(work, "loopback-aws", [("127.0.0.1", "aws", "us-east-1")]),
+                            work / "loopback-aws.rdb")
 
 
 def sidecar_killed_behind_proxy(work: Path, proxy: str, restarts: int, down: float = 1.0, up: float = 1.5,
@@ -307,19 +247,18 @@ def sidecar_killed_behind_proxy(work: Path, proxy: str, restarts: int, down: flo
     failure_mode_allow: the origin serves, 200; fail-closed: 503; Caddy: 502), while it is up
     requests are redirected, and after the last restart service is back."""
     snapshot = loopback_aws_snapshot(work)
-    upstream = Upstream()
+    upstream = Origin()
     sidecar_port = free_port()
-    sidecar = Sidecar(snapshot, work / f"sidecar-{proxy}-faults.log", port=sidecar_port).start()
+    sidecar = Sidecar(snapshot, work / f"sidecar-{proxy}-faults.log", trusted=SIDECAR_TRUST, port=sidecar_port).start()
     redirect = f"302 {AWS}{MANIFEST}"
     failure = {"envoy": "200" if failure_mode_allow else "503", "caddy": "502"}[proxy]
-    if proxy == "envoy":
-        process, port = start_envoy(work, sidecar_port, upstream.port, failure_mode_allow)
-    else:
-        process, port = start_caddy(work, sidecar_port, upstream.port)
+    options = {"failure_mode_allow": failure_mode_allow, "log_level": "error"} if proxy == "envoy" else {}
+    process = start_proxy(proxy, work, "faults", sidecar_port, upstream.port, trusted=[BALANCER + "/32"], **options)
+    port = process.port
     problems = []
     restarted = 0
     try:
-        probe = http(port, "GET", MANIFEST)
+        probe = request(port, "GET", MANIFEST)
         if f"{probe.status} {probe.location}" != redirect:
             problems.append(f"before: {probe.status} {probe.location}, want {redirect}")
         wrk = Wrk(port, "GET", MANIFEST, None, [redirect, failure], duration=restarts * (down + up) + 2,
@@ -328,13 +267,14 @@ def sidecar_killed_behind_proxy(work: Path, proxy: str, restarts: int, down: flo
         for _ in range(restarts):
             sidecar.stop(signal.SIGKILL)
             time.sleep(down)
-            sidecar = Sidecar(snapshot, work / f"sidecar-{proxy}-faults.log", port=sidecar_port).start()
+            sidecar = Sidecar(snapshot, work / f"sidecar-{proxy}-faults.log", trusted=SIDECAR_TRUST,
+                              port=sidecar_port).start()
             restarted += 1
             time.sleep(up)
         outcome = wrk.result()
         problems += problems_of(outcome, minimum_requests=100)
         # recovered: redirects again
-        after = http(port, "GET", MANIFEST)
+        after = request(port, "GET", MANIFEST)
         if f"{after.status} {after.location}" != redirect:
             problems.append(f"after the last restart: {after.status} {after.location}, want {redirect}")
         outcomes = outcome["output"]

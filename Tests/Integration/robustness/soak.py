@@ -14,19 +14,23 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+if __package__ in (None, ""):
+    # Run as a script by scripts/soak.sh: the same import roots as pytest.ini's pythonpath.
+    sys.path[:1] = [str(HERE.parents[1] / "Conformance"), str(HERE.parent)]
 
-from harness import CLI, FIXTURES, LIBRARY, LUA_MODULE, MANIFEST, REPO, run  # noqa: E402
 from robustness import scenarios  # noqa: E402
-from sidecar_helpers import Sidecar, envoy_binary, free_port  # noqa: E402
+from testkit.fixtures import MANIFEST, SIDECAR_TRUST  # noqa: E402
+from testkit.http import free_port  # noqa: E402
+from testkit.paths import CLI, FIXTURES, LIBRARY, LUA_MODULE, REPO, caddy_binary, envoy_binary  # noqa: E402
+from testkit.processes import run  # noqa: E402
+from testkit.sidecar import Sidecar  # noqa: E402
+from testkit.snapshots import compile_snapshot  # noqa: E402
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", 1_000_000))
 ABI_DECISIONS = int(os.environ.get("SOAK_ABI_DECISIONS", 20_000_000))
@@ -62,11 +66,7 @@ def main() -> int:
             traceback.print_exc()
             record(scenarios.result(name, "-", [f"{type(exc).__name__}: {exc}"]), reproduce)
 
-    snapshots = {}
-    for name in ("main", "alt"):
-        snapshots[name] = work / f"{name}.rdb"
-        run([CLI, "compile", "--config", FIXTURES / f"{name}.yaml", "--output", snapshots[name]])
-        snapshots[name].chmod(0o644)
+    snapshots = {name: compile_snapshot(FIXTURES / f"{name}.yaml", work / f"{name}.rdb") for name in ("main", "alt")}
     driver = work / "abi_driver"
     run(["gcc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-I", REPO / "include", HERE / "abi_driver.c",
          "-L", LIBRARY.parent, "-lredirector", f"-Wl,-rpath,{LIBRARY.parent}", "-o", driver])
@@ -83,7 +83,7 @@ def main() -> int:
             return scenarios.result("soak: C ABI (rdr_decide loop, reopen every 100k)",
                                     f"{fields['decisions']} decisions, {fields['reopens']} reopens", problems,
                                     memory=fields)
-        step("soak: C ABI", f"SOAK_ONLY=abi scripts/soak.sh", abi)
+        step("soak: C ABI", "SOAK_ONLY=abi scripts/soak.sh", abi)
 
     if wanted("valgrind") and shutil.which("valgrind"):
         def valgrind():
@@ -123,7 +123,7 @@ def main() -> int:
                 server = scenarios.start_nginx(work, kind, snapshots["main"], LIBRARY)
                 try:
                     outcome = scenarios.soak(f"nginx {'C module' if kind == 'module' else 'Lua binding'}", server.port,
-                                             MANIFEST, [scenarios.OLD], REQUESTS, lambda: scenarios.nginx_pids(server))
+                                             MANIFEST, [scenarios.OLD], REQUESTS, server.pids)
                 finally:
                     outcome_log = scenarios.stop_nginx(server)
                 outcome["problems"] += outcome_log
@@ -135,7 +135,7 @@ def main() -> int:
             live = work / f"sidecar-soak-{mode}.rdb"
             shutil.copyfile(snapshots["main"], live)
             port = free_port()
-            server = Sidecar(live, work / f"sidecar-soak-{mode}.log",
+            server = Sidecar(live, work / f"sidecar-soak-{mode}.log", trusted=SIDECAR_TRUST,
                              extra_args=["--listen", f"standalone=127.0.0.1:{port}"]).start()
             try:
                 target = (server.port, "/ext_authz" + MANIFEST) if mode == "ext-authz" else (port, MANIFEST)
@@ -168,7 +168,7 @@ def main() -> int:
         def sidecar_reloads():
             live = work / "sidecar-reloads.rdb"
             shutil.copyfile(snapshots["main"], live)
-            server = Sidecar(live, work / "sidecar-reloads.log").start()
+            server = Sidecar(live, work / "sidecar-reloads.log", trusted=SIDECAR_TRUST).start()
             try:
                 return scenarios.sidecar_reloads(server, snapshots, RELOADS, interval=0.3)
             finally:
@@ -189,7 +189,7 @@ def main() -> int:
         def sidecar_replacements():
             live = work / "sidecar-replacements.rdb"
             shutil.copyfile(snapshots["main"], live)
-            server = Sidecar(live, work / "sidecar-replacements.log").start()
+            server = Sidecar(live, work / "sidecar-replacements.log", trusted=SIDECAR_TRUST).start()
             try:
                 return scenarios.sidecar_replacements(server, snapshots, REPLACEMENTS)
             finally:
@@ -200,7 +200,7 @@ def main() -> int:
         proxies = []
         if envoy_binary():
             proxies += [("envoy", True), ("envoy", False)]
-        if shutil.which("caddy"):
+        if caddy_binary():
             proxies.append(("caddy", True))
         for proxy, fail_open in proxies:
             def kills(proxy=proxy, fail_open=fail_open):

@@ -1,4 +1,4 @@
-"""The backend protocol and shared plumbing (paths, processes, wire encoding, explanations)."""
+"""The backend protocol and shared plumbing (wire encoding, explanations, the source-address shim)."""
 
 from __future__ import annotations
 
@@ -6,25 +6,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from testkit.http import WireError, WireRequest, WireResponse, send
+from testkit.origin import ORIGIN_HEADER
+
 from ..check import Observation
-from ..suite import REPO, Request, Suite
-from ..wire import WireError, WireRequest, WireResponse, send
+from ..suite import Request, Suite
 
-INTEGRATION = REPO / "Tests" / "Integration"
-if str(INTEGRATION) not in sys.path:
-    # The NGINX and sidecar integration helpers (harness.py, sidecar_helpers.py) are reused.
-    sys.path.insert(0, str(INTEGRATION))
-
-CLI = Path(os.environ.get("REDIRECTOR_CLI", REPO / ".build" / "release" / "redirector"))
-LIBRARY = Path(os.environ.get("REDIRECTOR_LIBRARY", REPO / "out" / "lib" / "libredirector.so"))
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-ORIGIN_HEADER = "X-Conformance-Origin"
-EXPLAIN_HEADER = "X-Conformance-Explain"
 
 
 @dataclass
@@ -91,10 +82,6 @@ class Backend:
 
 def need_file(path: Path, hint: str) -> list[str]:
     return [] if path.exists() else [f"{path} is missing ({hint})"]
-
-
-def need_program(name: str, hint: str) -> list[str]:
-    return [] if shutil.which(name) else [f"`{name}` is not installed ({hint})"]
 
 
 # --------------------------------------------------------------------------- HTTP backends
@@ -227,16 +214,3 @@ def bind_shim(directory: Path) -> Path | None:
                            "-ldl"], capture_output=True, text=True, timeout=120)
     return target if proc.returncode == 0 else None
 
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - polled until the deadline
-            last = e
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout}s" + (f" (last: {last})" if last else ""))

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from testkit.http import WireError, WireRequest, send
+
 from ..check import Observation
 from ..suite import Request, Suite
-from ..wire import WireError, WireRequest, send
 from .base import Context, HTTPBackend
 
 

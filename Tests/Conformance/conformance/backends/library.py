@@ -7,9 +7,11 @@ import ctypes
 import subprocess
 import time
 
+from testkit import abi, paths
+
 from ..check import Observation
 from ..suite import Request, Suite
-from .base import CLI, LIBRARY, Backend, Context, Throughput, need_file
+from .base import Backend, Context, Throughput, need_file
 
 
 def _hex(data: bytes) -> str:
@@ -18,8 +20,8 @@ def _hex(data: bytes) -> str:
 
 class CoreBackend(Backend):
     """RedirectorCore called directly: ClientAddressResolver (the snapshot's trustedProxies) +
-    Snapshot.decide, in a `redirector conformance core` process fed over a pipe. The latency is
-    the time of `decide` alone, measured inside the process."""
+    Snapshot.decide, in a `redirector conformance core` process fed over a pipe (one hex-encoded
+    request per line). The latency is the time of `decide` alone, measured inside the process."""
 
     name = "core"
     title = "Swift core (in-process)"
@@ -27,11 +29,11 @@ class CoreBackend(Backend):
     profile = "decision"
 
     def missing(self):
-        return need_file(CLI, "swift build -c release")
+        return need_file(paths.CLI, "swift build -c release")
 
     def start(self, ctx: Context):
         super().start(ctx)
-        self.proc = subprocess.Popen([str(CLI), "conformance", "core", "--snapshot", str(ctx.snapshot)],
+        self.proc = subprocess.Popen([str(paths.CLI), "conformance", "core", "--snapshot", str(ctx.snapshot)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.count = 0
@@ -117,28 +119,11 @@ class CoreBackend(Backend):
 # --------------------------------------------------------------------------- C ABI
 
 
-class RdrRequest(ctypes.Structure):
-    _fields_ = [("client", ctypes.c_char_p), ("client_len", ctypes.c_size_t),
-                ("method", ctypes.c_char_p), ("method_len", ctypes.c_size_t),
-                ("host", ctypes.c_char_p), ("host_len", ctypes.c_size_t),
-                ("path", ctypes.c_char_p), ("path_len", ctypes.c_size_t)]
-
-
-class RdrDecision(ctypes.Structure):
-    _fields_ = [("action", ctypes.c_int32), ("status", ctypes.c_int32), ("location_len", ctypes.c_size_t),
-                ("provider", ctypes.c_int32), ("route", ctypes.c_int32), ("asn", ctypes.c_uint32),
-                ("prefix_len", ctypes.c_int32), ("family", ctypes.c_int32), ("prefix", ctypes.c_uint8 * 16),
-                ("provider_name", ctypes.c_char_p), ("region", ctypes.c_char_p),
-                ("route_name", ctypes.c_char_p), ("target_host", ctypes.c_char_p)]
-
-
-ACTIONS = {0: "pass", 1: "redirect", 2: "respond"}
-
-
 class ABIBackend(Backend):
-    """libredirector.so through dlopen (ctypes), as a C host uses it: rdr_open, rdr_decide with
-    the client address text, rdr_format_prefix, rdr_route_header. The ABI takes an already
-    resolved client, so requests whose client comes from forwarding headers are not for it."""
+    """libredirector.so through dlopen (ctypes, testkit.abi), as a C host uses it: rdr_open,
+    rdr_decide with the client address text into a small buffer (so RDR_ENOSPC is exercised),
+    rdr_format_prefix, rdr_route_header. The ABI takes an already resolved client, so requests
+    whose client comes from forwarding headers are not for it."""
 
     name = "abi"
     title = "C ABI (dlopen libredirector.so)"
@@ -146,33 +131,11 @@ class ABIBackend(Backend):
     profile = "decision"
 
     def missing(self):
-        return need_file(LIBRARY, "scripts/build-library.sh")
+        return need_file(paths.LIBRARY, "scripts/build-library.sh")
 
     def start(self, ctx: Context):
         super().start(ctx)
-        lib = ctypes.CDLL(str(LIBRARY))
-        lib.rdr_abi_version.restype = ctypes.c_uint32
-        lib.rdr_open.restype = ctypes.c_void_p
-        lib.rdr_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
-        lib.rdr_close.argtypes = [ctypes.c_void_p]
-        lib.rdr_decide.restype = ctypes.c_int
-        lib.rdr_decide.argtypes = [ctypes.c_void_p, ctypes.POINTER(RdrRequest), ctypes.POINTER(RdrDecision),
-                                   ctypes.c_char_p, ctypes.c_size_t]
-        lib.rdr_format_prefix.restype = ctypes.c_int
-        lib.rdr_format_prefix.argtypes = [ctypes.POINTER(RdrDecision), ctypes.c_char_p, ctypes.c_size_t]
-        lib.rdr_route_header_count.restype = ctypes.c_int32
-        lib.rdr_route_header_count.argtypes = [ctypes.c_void_p, ctypes.c_int32]
-        lib.rdr_route_header.restype = ctypes.c_int
-        lib.rdr_route_header.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
-                                         ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p)]
-        if lib.rdr_abi_version() != 1:
-            raise RuntimeError(f"{LIBRARY}: ABI version {lib.rdr_abi_version()}, the harness speaks 1")
-        err = ctypes.create_string_buffer(512)
-        table = lib.rdr_open(str(ctx.snapshot).encode(), err, len(err))
-        if not table:
-            raise RuntimeError(f"rdr_open failed: {err.value.decode(errors='replace')}")
-        self.lib, self.table = lib, table
-        self.buffer = ctypes.create_string_buffer(256)   # small on purpose: exercises RDR_ENOSPC
+        self.table = abi.Library().open(ctx.snapshot)
         self.sent: list[tuple] = []
 
     def applicable(self, request: Request, suite: Suite) -> str | None:
@@ -180,60 +143,34 @@ class ABIBackend(Backend):
             return "the C ABI takes a resolved client address; forwarding headers are the host's business"
         return None
 
-    def _decide(self, client: bytes, request: Request):
-        req = RdrRequest(client, len(client), request.method, len(request.method), request.host,
-                         len(request.host), request.target, len(request.target))
-        out = RdrDecision()
-        start = time.perf_counter_ns()
-        rc = self.lib.rdr_decide(self.table, ctypes.byref(req), ctypes.byref(out), self.buffer, len(self.buffer))
-        elapsed = time.perf_counter_ns() - start
-        if rc == -1:
-            self.buffer = ctypes.create_string_buffer(out.location_len + 1)
-            start = time.perf_counter_ns()
-            rc = self.lib.rdr_decide(self.table, ctypes.byref(req), ctypes.byref(out), self.buffer, len(self.buffer))
-            elapsed = time.perf_counter_ns() - start
-        return rc, out, elapsed, req
-
     def send(self, request: Request) -> Observation:
         assert self.ctx is not None
         client = request.client if request.client is not None else (request.peer or self.ctx.suite.peer).encode()
-        rc, out, elapsed, req = self._decide(client, request)
+        decided = self.table.decide(client, request.method, request.target, request.host)
         self.sent.append((client, request))
-        if rc != 0:
-            return Observation(error=f"rdr_decide returned {rc}")
-        action = ACTIONS.get(out.action, f"?{out.action}")
-        location = None
-        if out.action == 1:
-            location = ctypes.string_at(self.buffer, out.location_len).decode("latin-1")
-        prefix = ctypes.create_string_buffer(64)
-        n = self.lib.rdr_format_prefix(ctypes.byref(out), prefix, len(prefix))
-        headers = []
-        if out.action == 2 and out.route >= 0:
-            for i in range(self.lib.rdr_route_header_count(self.table, out.route)):
-                name, value = ctypes.c_char_p(), ctypes.c_char_p()
-                if self.lib.rdr_route_header(self.table, out.route, i, ctypes.byref(name), ctypes.byref(value)) == 0:
-                    headers.append((name.value.decode(), value.value.decode()))
+        if decided.rc != abi.RDR_OK:
+            return Observation(error=f"rdr_decide returned {decided.rc}")
+        out = decided.decision
+        headers = self.table.route_headers(out.route) if out.action == abi.RDR_RESPOND and out.route >= 0 else []
 
         def text(p):
             return (p or b"").decode("utf-8", "replace")
 
         return Observation(
-            status=out.status, action=action, location=location, headers=headers,
-            explain={"action": action, "provider": text(out.provider_name), "region": text(out.region),
-                     "prefix": prefix.value.decode() if n > 0 else "", "asn": str(out.asn) if out.asn else "",
+            status=out.status, action=decided.action,
+            location=decided.location.decode("latin-1") if decided.location is not None else None, headers=headers,
+            explain={"action": decided.action, "provider": text(out.provider_name), "region": text(out.region),
+                     "prefix": self.table.format_prefix(out), "asn": str(out.asn) if out.asn else "",
                      "route": text(out.route_name)},
-            seconds=elapsed / 1e9)
+            seconds=decided.ns / 1e9)
 
     def bench(self, request: Request, seconds: float) -> Throughput | None:
         if seconds <= 0 or not self.sent:
             return None
-        prepared = []
-        for client, req in self.sent:
-            prepared.append(RdrRequest(client, len(client), req.method, len(req.method), req.host, len(req.host),
-                                       req.target, len(req.target)))
-        out = RdrDecision()
+        prepared = [abi.request(client, req.method, req.target, req.host) for client, req in self.sent]
+        out = abi.Decision()
         buf = ctypes.create_string_buffer(65536)
-        decide, table, n = self.lib.rdr_decide, self.table, 0
+        decide, table, n = self.table.c.rdr_decide, self.table.handle, 0
         start = time.perf_counter()
         deadline = start + seconds
         while time.perf_counter() < deadline:
@@ -247,5 +184,4 @@ class ABIBackend(Backend):
     def stop(self):
         table = getattr(self, "table", None)
         if table:
-            self.lib.rdr_close(table)
-            self.table = None
+            table.close()

@@ -1,58 +1,50 @@
 """NGINX backends: the dynamic module (`redirector on`) and the LuaJIT binding (`rdr:access()`),
 each in a real nginx on free loopback ports (IPv4 and ::1), the suite's trustedProxies turned
-into realip's set_real_ip_from, an origin server block behind it. Started with the
-integration tests' helpers (Tests/Integration/harness.py), stopped by PID."""
+into realip's set_real_ip_from, an origin server block behind it (testkit.nginx), stopped by PID."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from .base import LIBRARY, TEMPLATES, Context, HTTPBackend, need_file
+from testkit import paths
+from testkit.http import free_port
+from testkit.nginx import Nginx, make_prefix, render, trust_only
 
-import harness as nginx_helpers  # Tests/Integration/harness.py  # noqa: E402
+from .base import TEMPLATES, Context, HTTPBackend, need_file
 
 NGINX_TRAITS = {"wire", "nginx", "realip", "resolves", "explain", "origin"}
 
 
-def realip_lines(trusted: list[str]) -> str:
-    lines = [f"        set_real_ip_from {p};" for p in trusted]
-    return "\n".join(lines) if lines else "        # (no trusted proxies)"
-
-
 class NginxBackend(HTTPBackend):
+    """nginx rendered from one of the harness's templates (the origin answers with ORIGIN_HEADER)."""
+
     profile = "origin"
     listens_ipv6 = True
-    template = ""
     explain_header = "X-Conformance-Explain"
+    template = ""
+    required: tuple[tuple[Path, str], ...] = ()    # (file, how to get it) besides nginx and the NDK
 
     def missing(self):
-        out = []
-        if not Path(nginx_helpers.NGINX).exists():
-            out.append("nginx is not installed (apt-get install nginx; scripts/setup.sh)")
-        return out + need_file(Path("/usr/lib/nginx/modules/ndk_http_module.so"),
-                               "apt-get install libnginx-mod-http-ndk")
-
-    def values(self, prefix: Path, live: Path) -> dict:
-        raise NotImplementedError
+        out = need_file(Path(paths.NGINX), "apt-get install nginx; scripts/setup.sh")
+        out += need_file(paths.NDK_MODULE, "apt-get install libnginx-mod-http-ndk")
+        return out + [problem for path, hint in self.required for problem in need_file(path, hint)]
 
     def start(self, ctx: Context):
         super().start(ctx)
         root = ctx.workdir / self.name
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o755)
-        prefix = nginx_helpers.make_prefix(root)
+        prefix = make_prefix(root)
         live = prefix / "redirector.rdb"
         shutil.copyfile(ctx.snapshot, live)
         live.chmod(0o644)
-        self.port = nginx_helpers.free_port()
-        self.port6 = self.port
-        origin = nginx_helpers.free_port()
-        values = {"SNAPSHOT": live, "PORT": self.port, "ORIGIN_PORT": origin,
-                  "REALIP": realip_lines(ctx.suite.trusted_proxies), **self.values(prefix, live)}
-        conf = nginx_helpers.render(TEMPLATES / self.template, prefix / "nginx.conf", values)
-        self.server = nginx_helpers.Nginx(prefix=prefix, conf=conf)
-        self.server.start(self.port)
+        self.port = self.port6 = free_port()
+        values = {"SNAPSHOT": live, "PORT": self.port, "ORIGIN_PORT": free_port(), "MODULE_DIR": paths.MODULE_DIR,
+                  "LUA_DIR": paths.LUA_DIR, "LIBRARY": paths.LIBRARY}
+        conf = render(TEMPLATES / self.template, prefix / "nginx.conf", values)
+        trust_only(conf, ctx.suite.trusted_proxies)
+        self.server = Nginx(prefix, conf, port=self.port, snapshot=live).start()
 
     def stop(self):
         server = getattr(self, "server", None)
@@ -61,35 +53,19 @@ class NginxBackend(HTTPBackend):
 
     def problems(self):
         server = getattr(self, "server", None)
-        return [f"{server.error_log}: {line}" for line in server.bad_log_lines()] if server else []
+        return [f"{server.error_log}: {line}" for line in server.problems()] if server else []
 
 
-class NginxModuleBackend(NginxBackend):
-    name = "nginx-module"
-    title = "NGINX module (redirector on)"
-    traits = frozenset(NGINX_TRAITS | {"nginx-module", "ipv6-peer"})
-    template = "nginx-module.conf"
-
-    def missing(self):
-        return super().missing() + need_file(nginx_helpers.MODULE, "scripts/build-nginx-module.sh")
-
-    def values(self, prefix, live):
-        return {"MODULE_DIR": nginx_helpers.MODULE_DIR}
+def nginx_backend(name: str, title: str, trait: str, template: str, required) -> type[NginxBackend]:
+    """The backend class of one way of deciding inside nginx: they differ only in these."""
+    return type("".join(w.capitalize() for w in name.split("-")) + "Backend", (NginxBackend,),
+                {"name": name, "title": title, "traits": frozenset(NGINX_TRAITS | {trait, "ipv6-peer"}),
+                 "template": template, "required": tuple(required), "__doc__": title})
 
 
-class NginxLuaBackend(NginxBackend):
-    name = "nginx-lua"
-    title = "LuaJIT binding in nginx (rdr:access())"
-    traits = frozenset(NGINX_TRAITS | {"lua", "ipv6-peer"})
-    template = "nginx-lua.conf"
-
-    def missing(self):
-        return (super().missing()
-                + need_file(nginx_helpers.LUA_MODULE, "apt-get install libnginx-mod-http-lua lua-resty-core")
-                + need_file(LIBRARY, "scripts/build-library.sh")
-                + need_file(nginx_helpers.REPO / "lua" / "resty" / "redirector.lua", "the Lua binding"))
-
-    def values(self, prefix, live):
-        return {"LUA_DIR": nginx_helpers.REPO / "lua", "LIBRARY": LIBRARY}
-
-
+NginxModuleBackend = nginx_backend("nginx-module", "NGINX module (redirector on)", "nginx-module", "nginx-module.conf",
+                                   [(paths.MODULE, "scripts/build-nginx-module.sh")])
+NginxLuaBackend = nginx_backend("nginx-lua", "LuaJIT binding in nginx (rdr:access())", "lua", "nginx-lua.conf",
+                                [(paths.LUA_MODULE, "apt-get install libnginx-mod-http-lua lua-resty-core"),
+                                 (paths.LIBRARY, "scripts/build-library.sh"),
+                                 (paths.LUA_DIR / "resty" / "redirector.lua", "the Lua binding")])

@@ -1,8 +1,8 @@
-"""A byte-exact HTTP/1.1 client for loopback backends.
+"""A byte-exact HTTP/1.1 client for loopback servers, free ports and readiness waits.
 
 Request targets and header values are sent byte for byte (CR, LF, NUL and non-UTF-8 bytes
 included): the point is to see what each host does with them. The source address of the
-connection is chosen (any 127.0.0.0/8 address, or ::1), so a case's TCP peer is real.
+connection is chosen (any 127.0.0.0/8 address, or ::1), so a TCP peer is real.
 """
 
 from __future__ import annotations
@@ -10,6 +10,12 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
+
+
+def header_value(headers, name: str):
+    """The first value of header `name` (case-insensitive) in a list of (name, value), or None."""
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
 
 
 @dataclass
@@ -28,32 +34,31 @@ class WireRequest:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     def header(self, name: bytes) -> bytes | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
+        return header_value(self.headers, name)
 
 
 @dataclass
 class WireResponse:
+    """One HTTP response: status, headers in order (latin-1 text), the body (de-chunked)."""
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes
     seconds: float = 0.0               # request sent → response read
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
+        return header_value(self.headers, name)
+
+    @property
+    def location(self) -> str | None:
+        return self.header("Location")
 
     def headers_named(self, name: str) -> list[str]:
         name = name.lower()
         return [v for k, v in self.headers if k.lower() == name]
 
 
-class WireError(Exception):
+class WireError(ConnectionError):
     """No HTTP response: the connection was refused, reset or closed without an answer.
     `refused` is True when a connected server closed or answered without HTTP/1.x (a refusal of
     the request itself, not an unreachable server)."""
@@ -128,8 +133,10 @@ def _connect(port: int, source: str, timeout: float, host: str = "127.0.0.1") ->
     return sock
 
 
-def send(port: int, request: WireRequest, timeout: float = 10.0, host: str = "127.0.0.1") -> WireResponse:
-    """Sends one request over a new connection (Connection: close) and reads the answer."""
+def send(port: int, request: WireRequest, timeout: float = 10.0, host: str = "127.0.0.1",
+         until_close: bool = False) -> WireResponse:
+    """Sends one request over a new connection (Connection: close) and reads the answer; with
+    `until_close`, also waits until the server closes the connection (nginx has then logged it)."""
     sock = _connect(port, request.source, timeout, host)
     try:
         start = time.perf_counter()
@@ -157,7 +164,7 @@ def send(port: int, request: WireRequest, timeout: float = 10.0, host: str = "12
                 _, _, rest = raw.partition(b"\r\n\r\n")
                 status, headers = _parse_head(head)
                 state = _body_state(request.method, status, headers, rest)
-                if state is not None and state[1]:
+                if state is not None and state[1] and not until_close:
                     return WireResponse(status, headers, state[0], time.perf_counter() - start)
         elapsed = time.perf_counter() - start
     finally:
@@ -235,3 +242,89 @@ class KeepAliveClient:
         if "close" in conn.lower():
             self.close()
         return WireResponse(status, headers, body, elapsed)
+
+
+# --------------------------------------------------------------------------- conveniences
+
+
+def _bytes(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("latin-1")
+
+
+def request(port: int, method: str | bytes = "GET", path: str | bytes = "/", *, client: str | None = None,
+            headers=(), source: str = "127.0.0.1", host: str | bytes = "mirror.test",
+            timeout: float = 10.0) -> WireResponse:
+    """One request over a new connection from `source`. `client` is sent as X-Forwarded-For;
+    `headers` is a dict or a list of (name, value); `path` is sent byte for byte."""
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    if client is not None:
+        items.insert(0, ("X-Forwarded-For", client))
+    wire = WireRequest(_bytes(method), _bytes(path), [(b"Host", _bytes(host))]
+                       + [(_bytes(k), _bytes(v)) for k, v in items], source)
+    return send(port, wire, timeout=timeout)
+
+
+def exchange(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 10.0) -> bytes:
+    """Sends raw bytes and returns everything the server answers before it closes (bounded)."""
+    sock = _connect(port, source, timeout)
+    try:
+        try:
+            sock.sendall(data)  # no half-close: nginx takes EOF from a client as an abort (499)
+        except OSError:
+            pass
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    return b"".join(chunks)
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on host:port right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    """Waits until something accepts connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while not accepts(port, host):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+        time.sleep(0.05)
+
+
+def wait_http(port: int, path: str, status: int = 200, timeout: float = 20.0) -> WireResponse:
+    """Polls until GET `path` answers `status` (bounded)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            resp = request(port, "GET", path, timeout=2)
+            if resp.status == status:
+                return resp
+            last = resp.status
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise TimeoutError(f"127.0.0.1:{port}{path} did not answer {status} in {timeout}s (last: {last})")
