@@ -24,22 +24,24 @@ from .suite import CASES_DIR, REPO, SuiteError, discover, select
 
 
 def pin_binaries(workdir: Path) -> None:
-    """Copies the redirector CLI into the scratch directory and uses the copy for the whole run
-    (testkit.paths), so a rebuild during the run (the binary relinked in place) cannot break
-    process starts."""
-    if not paths.CLI.exists():
-        return
-    dest = workdir / "bin" / paths.CLI.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(120):
-        try:
-            shutil.copy2(paths.CLI, dest)
-            if subprocess.run([str(dest), "--help"], capture_output=True, timeout=30).returncode == 0:
-                paths.CLI = dest
-                return
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        time.sleep(1)  # being relinked right now
+    """Copies the redirector CLI and the conformance driver into the scratch directory and uses the
+    copies for the whole run (testkit.paths), so a rebuild during the run (binaries relinked in
+    place) cannot break process starts."""
+    for name in ("CLI", "CONFORMANCE_DRIVER"):
+        source = getattr(paths, name)
+        if not source.exists():
+            continue
+        dest = workdir / "bin" / source.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(120):
+            try:
+                shutil.copy2(source, dest)
+                if subprocess.run([str(dest), "--help"], capture_output=True, timeout=30).returncode == 0:
+                    setattr(paths, name, dest)
+                    break
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            time.sleep(1)  # being relinked right now
 
 
 def load_suites(files: list[Path] | None):

@@ -1,7 +1,7 @@
 """Where things are: the repository's build outputs, fixtures and examples, and the installed
-programs the tests run. REDIRECTOR_CLI and REDIRECTOR_LIBRARY override the built binaries. The
-kit reads CLI and LIBRARY from this module when it runs them, so a caller may point them
-elsewhere (the harness runs a copy of the CLI)."""
+programs the tests run. REDIRECTOR_CLI, REDIRECTOR_CONFORMANCE_DRIVER and REDIRECTOR_LIBRARY
+override the built binaries. The kit reads CLI, CONFORMANCE_DRIVER and LIBRARY from this module
+when it runs them, so a caller may point them elsewhere (the harness runs copies)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[3]
 OUT = REPO / "out"
 HEADER = REPO / "include" / "redirector.h"
 CLI = Path(os.environ.get("REDIRECTOR_CLI", REPO / ".build" / "release" / "redirector"))
+CONFORMANCE_DRIVER = Path(os.environ.get("REDIRECTOR_CONFORMANCE_DRIVER",
+                                         REPO / ".build" / "release" / "redirector-conformance-driver"))
 LIBRARY = Path(os.environ.get("REDIRECTOR_LIBRARY", OUT / "lib" / "libredirector.so"))
 MODULE_DIR = OUT / "nginx"
 MODULE = MODULE_DIR / "ngx_http_redirector_module.so"

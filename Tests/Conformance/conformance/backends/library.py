@@ -1,4 +1,4 @@
-"""Library backends: the Swift core in-process (`redirector conformance core`) and the C ABI
+"""Library backends: the Swift core in-process (redirector-conformance-driver) and the C ABI
 through dlopen (ctypes) of libredirector.so. Both answer decisions, not HTTP responses."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _hex(data: bytes) -> str:
 
 class CoreBackend(Backend):
     """RedirectorCore called directly: ClientAddressResolver (the snapshot's trustedProxies) +
-    Snapshot.decide, in a `redirector conformance core` process fed over a pipe (one hex-encoded
+    Snapshot.decide, in a `redirector-conformance-driver` process fed over a pipe (one hex-encoded
     request per line). The latency is the time of `decide` alone, measured inside the process."""
 
     name = "core"
@@ -29,11 +29,11 @@ class CoreBackend(Backend):
     profile = "decision"
 
     def missing(self):
-        return need_file(paths.CLI, "swift build -c release")
+        return need_file(paths.CONFORMANCE_DRIVER, "swift build -c release")
 
     def start(self, ctx: Context):
         super().start(ctx)
-        self.proc = subprocess.Popen([str(paths.CLI), "conformance", "core", "--snapshot", str(ctx.snapshot)],
+        self.proc = subprocess.Popen([str(paths.CONFORMANCE_DRIVER), "--snapshot", str(ctx.snapshot)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.count = 0
@@ -45,7 +45,7 @@ class CoreBackend(Backend):
         answer = self.proc.stdout.readline()
         if not answer:
             err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"`redirector conformance core` exited {self.proc.poll()}: {err[-2000:]}")
+            raise RuntimeError(f"{paths.CONFORMANCE_DRIVER.name} exited {self.proc.poll()}: {err[-2000:]}")
         return answer.rstrip("\n")
 
     def send(self, request: Request) -> Observation:
