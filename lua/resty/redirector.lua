@@ -30,11 +30,20 @@ local tostring = tostring
 local type = type
 local setmetatable = setmetatable
 
-local _M = { _VERSION = "0.1.0", ABI_VERSION = 1 }
-
+-- The declarations of include/redirector.h that this binding uses, its constants included (as
+-- static consts and the rdr_action enum). Tests/Integration/test_abi_layout.py compiles the header
+-- and fails when a size, an offset or a value here disagrees with it.
 if not pcall(ffi.typeof, "rdr_decision") then
     ffi.cdef [[
+static const int RDR_ABI_VERSION = 1;
+
 typedef struct rdr_table rdr_table;
+
+static const int RDR_OK = 0;
+static const int RDR_NO_MATCH = -1;
+static const int RDR_ENOSPC = -1;
+static const int RDR_EINVAL = -2;
+static const int RDR_ERANGE = -3;
 
 uint32_t rdr_abi_version(void);
 rdr_table *rdr_open(const char *snapshot_path, char *err, size_t errlen);
@@ -42,6 +51,12 @@ void rdr_close(rdr_table *t);
 int32_t rdr_lookup(const rdr_table *t, const uint8_t *addr, size_t addrlen);
 int32_t rdr_provider_count(const rdr_table *t);
 const char *rdr_provider_name(const rdr_table *t, int32_t index);
+
+typedef enum {
+    RDR_PASS     = 0,
+    RDR_REDIRECT = 1,
+    RDR_RESPOND  = 2
+} rdr_action;
 
 typedef struct {
     const char *client;  size_t client_len;
@@ -79,12 +94,17 @@ if not pcall(function() return ffi.C.inet_pton end) then
     ffi.cdef [[ int inet_pton(int af, const char *src, void *dst); ]]
 end
 
-local RDR_OK = 0
-local RDR_ENOSPC = -1
+local C = ffi.C
+local RDR_OK = C.RDR_OK
+local RDR_NO_MATCH = C.RDR_NO_MATCH
+local RDR_ENOSPC = C.RDR_ENOSPC
+local RDR_REDIRECT = C.RDR_REDIRECT
 local AF_INET = 2
 local AF_INET6 = 10
-local ACTIONS = { [0] = "pass", [1] = "redirect", [2] = "respond" }
+local ACTIONS = { [C.RDR_PASS] = "pass", [RDR_REDIRECT] = "redirect", [C.RDR_RESPOND] = "respond" }
 local REDIRECT_STATUS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+local _M = { _VERSION = "0.1.0", ABI_VERSION = C.RDR_ABI_VERSION }
 
 -- Where ffi.load looks when new() is given no `library` option, in order.
 _M.library_search = {
@@ -202,7 +222,7 @@ function mt:_route_headers(route)
     local n = tonumber(lib.rdr_route_header_count(t, route))
     local list = {}
     for i = 0, n - 1 do
-        if lib.rdr_route_header(t, route, i, self.hname, self.hvalue) == 0
+        if lib.rdr_route_header(t, route, i, self.hname, self.hvalue) == RDR_OK
             and self.hname[0] ~= nil and self.hvalue[0] ~= nil then
             list[#list + 1] = { ffi_string(self.hname[0]), ffi_string(self.hvalue[0]) }
         end
@@ -312,7 +332,7 @@ function mt:lookup(addr)
         return nil
     end
     local idx = tonumber(self.lib.rdr_lookup(self.table, buf, len))
-    if idx < 0 then
+    if idx == RDR_NO_MATCH then
         return nil
     end
     return self.providers[idx], idx
