@@ -90,13 +90,20 @@ static uint64_t next_random(void) {  /* SplitMix64 */
     return z ^ (z >> 31);
 }
 
-static int mode_truncate(const char *snapshot, const char *work) {
-    size_t size;
-    unsigned char *data = read_file(snapshot, &size);
-    if (!data) die("cannot read", snapshot);
-    write_file(work, data, size);
+/* Copies the snapshot to `work` and opens the copy for writing; the original bytes are in *data. */
+static int working_copy(const char *snapshot, const char *work, unsigned char **data, size_t *size) {
+    *data = read_file(snapshot, size);
+    if (!*data) die("cannot read", snapshot);
+    write_file(work, *data, *size);
     int fd = open(work, O_RDWR);
     if (fd < 0) die("cannot open", work);
+    return fd;
+}
+
+static int mode_truncate(const char *snapshot, const char *work) {
+    size_t size;
+    unsigned char *data;
+    int fd = working_copy(snapshot, work, &data, &size);
     unsigned long checked = 0;
     for (size_t len = size; len-- > 0;) {
         if (ftruncate(fd, (off_t)len) != 0) die("ftruncate", strerror(errno));
@@ -122,11 +129,8 @@ static int mode_truncate(const char *snapshot, const char *work) {
 
 static int mode_flip(const char *snapshot, const char *work, unsigned long count, uint64_t seed) {
     size_t size;
-    unsigned char *data = read_file(snapshot, &size);
-    if (!data) die("cannot read", snapshot);
-    write_file(work, data, size);
-    int fd = open(work, O_RDWR);
-    if (fd < 0) die("cannot open", work);
+    unsigned char *data;
+    int fd = working_copy(snapshot, work, &data, &size);
     rng_state = seed;
     unsigned long checked = 0;
     unsigned long header_bits = 64 * 8;
@@ -219,7 +223,7 @@ static void decide_input(rdr_table *t, const unsigned char *in, size_t n, unsign
     if (rdr_format_prefix(&d, prefix, sizeof prefix) < 0) die("rdr_format_prefix failed", NULL);
     for (int32_t i = 0; i < rdr_route_header_count(t, d.route); i++) {
         const char *name, *value;
-        if (rdr_route_header(t, d.route, i, &name, &value) != 0) die("rdr_route_header failed", NULL);
+        if (rdr_route_header(t, d.route, i, &name, &value) != RDR_OK) die("rdr_route_header failed", NULL);
     }
     if (buf != small) free(buf);
 }
