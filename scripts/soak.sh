@@ -14,4 +14,5 @@ cd "$(dirname "$0")/.."
 if [ ! -x .build/release/redirector ] || [ ! -f out/lib/libredirector.so ] || [ ! -f out/nginx/ngx_http_redirector_module.so ]; then
   scripts/build.sh
 fi
-exec python3 Tests/Integration/robustness/soak.py "$@"
+# The same import roots as pytest.ini's pythonpath.
+PYTHONPATH=Tests/Conformance:Tests/Integration exec python3 -m robustness.soak "$@"

@@ -19,18 +19,15 @@ import tempfile
 import traceback
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if __package__ in (None, ""):
-    # Run as a script by scripts/soak.sh: the same import roots as pytest.ini's pythonpath.
-    sys.path[:1] = [str(HERE.parents[1] / "Conformance"), str(HERE.parent)]
+from robustness import scenarios
+from testkit.fixtures import MANIFEST, SIDECAR_TRUST
+from testkit.http import free_port
+from testkit.paths import CLI, FIXTURES, LIBRARY, LUA_MODULE, REPO, caddy_binary, envoy_binary
+from testkit.processes import run
+from testkit.sidecar import Sidecar
+from testkit.snapshots import compile_snapshot
 
-from robustness import scenarios  # noqa: E402
-from testkit.fixtures import MANIFEST, SIDECAR_TRUST  # noqa: E402
-from testkit.http import free_port  # noqa: E402
-from testkit.paths import CLI, FIXTURES, LIBRARY, LUA_MODULE, REPO, caddy_binary, envoy_binary  # noqa: E402
-from testkit.processes import run  # noqa: E402
-from testkit.sidecar import Sidecar  # noqa: E402
-from testkit.snapshots import compile_snapshot  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", 1_000_000))
 ABI_DECISIONS = int(os.environ.get("SOAK_ABI_DECISIONS", 20_000_000))
