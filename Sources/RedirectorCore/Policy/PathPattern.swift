@@ -118,28 +118,24 @@ public struct PathPattern: Hashable, Sendable {
             guard literal.count <= path.count &- position else { return false }
             for offset in 0..<literal.count where literal[offset] != path[position &+ offset] { return false }
             return match(part: index &+ 1, at: position &+ literal.count, capture: capture, path, strings, captures, &budget)
-        case .segment, .digest:
-            var end = position
-            while end < path.count && path[end] != UInt8(ascii: "/") { end &+= 1 }
-            // Longest first; a segment capture cannot cross '/', so only [position+1, end] are candidates.
-            var stop = end
-            while stop > position {
+        case .segment, .digest, .rest:
+            // Longest first. {rest...} may be empty and cross '/', so [position, count] are its
+            // candidate ends; a segment or digest is not empty and cannot cross '/', so its are
+            // [position+1, next '/'].
+            let isRest = parts[index] == .rest
+            var stop = position
+            if isRest {
+                stop = path.count
+            } else {
+                while stop < path.count && path[stop] != UInt8(ascii: "/") { stop &+= 1 }
+            }
+            let shortest = isRest ? position : position &+ 1
+            while stop >= shortest {
                 if parts[index] != .digest || PathPattern.isDigest(path, position, stop) {
                     if capture < captures.count { captures[capture] = position..<stop }
                     if match(part: index &+ 1, at: stop, capture: capture &+ 1, path, strings, captures, &budget) {
                         return true
                     }
-                }
-                stop &-= 1
-                guard budget > 0 else { return false }
-            }
-            return false
-        case .rest:
-            var stop = path.count
-            while stop >= position {
-                if capture < captures.count { captures[capture] = position..<stop }
-                if match(part: index &+ 1, at: stop, capture: capture &+ 1, path, strings, captures, &budget) {
-                    return true
                 }
                 stop &-= 1
                 guard budget > 0 else { return false }
