@@ -7,8 +7,7 @@ struct DecideCommand: ParsableCommand {
         commandName: "decide",
         abstract: "Decide one request and explain it: action, status, Location, provider, region, prefix, ASN, route.")
 
-    @Option(name: .shortAndLong, help: "The snapshot.")
-    var snapshot: String
+    @OptionGroup var input: SnapshotOption
 
     @Option(name: .long, help: "Client address.")
     var client: String
@@ -23,7 +22,7 @@ struct DecideCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let table = try openSnapshot(snapshot)
+        let table = try input.open()
         let explanation = table.explain(client: client, method: method, target: target)
         guard json else {
             print(explanation)

@@ -16,8 +16,7 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "What to export: prefixes (CSV: prefix,provider,region,asn) or nginx-geo.")
     var kind: Kind
 
-    @Option(name: .shortAndLong, help: "The snapshot.")
-    var snapshot: String
+    @OptionGroup var input: SnapshotOption
 
     /// Layouts of `prefixes`.
     enum PrefixLayout: String, ExpressibleByArgument, CaseIterable {
@@ -29,7 +28,7 @@ struct ExportCommand: ParsableCommand {
     var format: PrefixLayout = .csv
 
     func run() throws {
-        let table = try openSnapshot(snapshot)
+        let table = try input.open()
         let strings = table.strings
         let prefixes = table.ipv4.visiblePrefixes() + table.ipv6.visiblePrefixes()
         switch kind {

@@ -7,14 +7,13 @@ struct LookupCommand: ParsableCommand {
         commandName: "lookup",
         abstract: "Print the matched prefix, provider, region and ASN of addresses (arguments, or one per line on stdin).")
 
-    @Option(name: .shortAndLong, help: "The snapshot.")
-    var snapshot: String
+    @OptionGroup var input: SnapshotOption
 
     @Argument(help: "Addresses; read from standard input when none are given.")
     var addresses: [String] = []
 
     func run() throws {
-        let table = try openSnapshot(snapshot)
+        let table = try input.open()
         func answer(_ text: Substring) {
             guard let address = IPAddress(text) else {
                 print("\(text)\tinvalid")
