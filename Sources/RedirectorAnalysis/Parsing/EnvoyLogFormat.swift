@@ -95,17 +95,13 @@ public struct EnvoyLogFormat: LogFormat {
                 index += 1
                 continue
             }
-            if !literal.isEmpty {
-                tokens.append(.literal(literal))
-                literal = ""
-            }
             var kind = kind(ofCommand: command, argument: argument)
             if kind != .ignored {
                 if seen.contains(kind) { kind = .ignored }
                 seen.insert(kind)
             }
             let name = "%" + command + (argument.map { "(\($0))" } ?? "") + "%"
-            tokens.append(.field(kind, name: name))
+            tokens.append(field: kind, name: name, after: &literal)
             index = cursor + 1
         }
         if !literal.isEmpty { tokens.append(.literal(literal)) }

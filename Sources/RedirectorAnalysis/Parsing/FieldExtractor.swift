@@ -36,6 +36,17 @@ public enum FormatToken: Hashable, Sendable {
     case field(FieldKind, name: String)
 }
 
+extension [FormatToken] {
+    /// Appends a field, first turning the literal text read before it into its own token.
+    mutating func append(field kind: FieldKind, name: String, after literal: inout String) {
+        if !literal.isEmpty {
+            append(.literal(literal))
+            literal = ""
+        }
+        append(.field(kind, name: name))
+    }
+}
+
 /// A format string compiled to a field extractor: literals are matched in place and each field
 /// extends to the first occurrence of the literal that follows it (the last literal of the format is
 /// matched at the end of the line). Extraction stops after the last field analysis needs, so trailing

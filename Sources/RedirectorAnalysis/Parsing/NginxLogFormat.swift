@@ -92,10 +92,6 @@ public struct NginxLogFormat: LogFormat {
                 index += 1
                 continue
             }
-            if !literal.isEmpty {
-                tokens.append(.literal(literal))
-                literal = ""
-            }
             var kind = kind(ofVariable: name)
             // The raw request target wins over the normalized $uri, and each kind is read once.
             if kind == .target {
@@ -108,7 +104,7 @@ public struct NginxLogFormat: LogFormat {
             }
             if variables.contains(name) { kind = .ignored }
             variables.insert(name)
-            tokens.append(.field(kind, name: "$" + name))
+            tokens.append(field: kind, name: "$" + name, after: &literal)
             index = cursor
         }
         if !literal.isEmpty { tokens.append(.literal(literal)) }

@@ -89,12 +89,12 @@ public enum JSONReport {
             json.field("bytes", c.bytes)
             json.field("distinct_clients", row.distinctClients)
             json.field("distinct_clients_exact", row.distinctClientsExact)
-            json.field("redirected_requests", c.redirectedRequests)
-            json.field("redirected_bytes", c.redirectedBytes)
-            json.field("answered_requests", c.answeredRequests)
-            json.field("answered_bytes", c.answeredBytes)
-            json.field("origin_requests", c.originRequests)
-            json.field("origin_bytes", c.originBytes)
+            for (outcome, requests, bytes) in [("redirected", c.redirectedRequests, c.redirectedBytes),
+                                               ("answered", c.answeredRequests, c.answeredBytes),
+                                               ("origin", c.originRequests, c.originBytes)] {
+                json.field("\(outcome)_requests", requests)
+                json.field("\(outcome)_bytes", bytes)
+            }
             json.field("redirected_request_share", row.redirectedRequestShare)
             json.field("redirected_byte_share", row.redirectedByteShare)
         }
