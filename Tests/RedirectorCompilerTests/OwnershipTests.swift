@@ -54,13 +54,15 @@ import Testing
             "alpha.csv": "203.0.113.0/24\n198.51.100.0/24,,west\n198.51.100.0/24\n",
             "alpha.yaml": "name: alpha\nasns: [64501]\n",
         ])
-        let snapshot = try fixture.compile("""
+        let config = """
             sources: [{ format: k8s-asns, path: alpha.yaml }]
             providers:
               - name: alpha
                 sources: [{ format: csv, path: alpha.csv }]
             asnTable: [{ format: pyasn, path: table.dat }]
-            """)
+
+            """
+        let snapshot = try fixture.compile(config)
         // (2) The provider's entry beats the ASN table's unassigned entry, read later or not.
         let claimed = snapshot.ask("203.0.113.1", "/")
         #expect(claimed.provider == "alpha" && claimed.asn == 64500)  // the ASN is still explained
@@ -73,14 +75,7 @@ import Testing
         #expect(!snapshot.report.contains("conflict: 198.51.100.0/24"))
 
         // keepUnassignedPrefixes: false drops ASN-only prefixes.
-        let lean = try fixture.compile("""
-            sources: [{ format: k8s-asns, path: alpha.yaml }]
-            providers:
-              - name: alpha
-                sources: [{ format: csv, path: alpha.csv }]
-            asnTable: [{ format: pyasn, path: table.dat }]
-            keepUnassignedPrefixes: false
-            """)
+        let lean = try fixture.compile(config + "keepUnassignedPrefixes: false\n")
         #expect(lean.ask("192.0.2.1", "/").prefix == nil)
         #expect(lean.ask("203.0.113.1", "/").provider == "alpha")
     }

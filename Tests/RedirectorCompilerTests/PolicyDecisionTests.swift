@@ -82,15 +82,20 @@ import Testing
         #expect(snapshot.ask("10.0.0.1", "/v2/x").action == "pass")
     }
 
+    /// `/v2/…` to the client's registry host, `/dl/…` to its artifacts host, nothing rewritten.
+    static let classRoutes = """
+        routes:
+          - name: registry
+            path: /v2/{rest...}
+            redirect: { to: registry }
+          - name: artifacts
+            path: /dl/{rest...}
+            redirect: { to: artifacts }
+
+        """
+
     @Test func fallbackRedirect() throws {
-        let snapshot = try PolicyDecisionTests.compile("""
-            routes:
-              - name: registry
-                path: /v2/{rest...}
-                redirect: { to: registry }
-              - name: artifacts
-                path: /dl/{rest...}
-                redirect: { to: artifacts }
+        let snapshot = try PolicyDecisionTests.compile(PolicyDecisionTests.classRoutes + """
             defaults:
               status: 307
               unmatched: redirect

@@ -104,41 +104,32 @@ import Testing
         #expect(poptrie.poptrie.nodeCount == 0)
     }
 
-    @Test func defaultRouteAndHostRoutes() throws {
-        let entries: [(prefix: IPPrefix, value: UInt32)] = [
-            (prefix("0.0.0.0/0"), 1), (prefix("10.0.0.0/8"), 2), (prefix("10.1.2.3/32"), 3),
-            (prefix("10.1.2.2/31"), 4), (prefix("255.255.255.255/32"), 5), (prefix("0.0.0.0/32"), 6),
-        ]
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v4, entries: entries), valueCount: 7)
-        let cases: [(String, String, UInt32)] = [
-            ("1.1.1.1", "0.0.0.0/0", 1), ("10.200.0.0", "10.0.0.0/8", 2), ("10.1.2.3", "10.1.2.3/32", 3),
-            ("10.1.2.2", "10.1.2.2/31", 4), ("10.1.2.4", "10.0.0.0/8", 2), ("255.255.255.255", "255.255.255.255/32", 5),
-            ("255.255.255.254", "0.0.0.0/0", 1), ("0.0.0.0", "0.0.0.0/32", 6), ("0.0.0.1", "0.0.0.0/0", 1),
-        ]
-        for (text, expectedPrefix, value) in cases {
-            #expect(poptrie.longestMatch(address(text)) == PrefixMatch(prefix: prefix(expectedPrefix), value: value), "\(text)")
-        }
-        // The other family never matches.
-        #expect(poptrie.longestMatch(address("::")) == nil)
-    }
+    /// Default routes, host routes and the ends of the address space, per family: table, then
+    /// (address, expected prefix, value) cases, then an address of the other family.
+    static let hostRouteTables: [(entries: [(String, UInt32)], cases: [(String, String, UInt32)], otherFamily: String)] = [
+        ([("0.0.0.0/0", 1), ("10.0.0.0/8", 2), ("10.1.2.3/32", 3), ("10.1.2.2/31", 4), ("255.255.255.255/32", 5), ("0.0.0.0/32", 6)],
+         [("1.1.1.1", "0.0.0.0/0", 1), ("10.200.0.0", "10.0.0.0/8", 2), ("10.1.2.3", "10.1.2.3/32", 3),
+          ("10.1.2.2", "10.1.2.2/31", 4), ("10.1.2.4", "10.0.0.0/8", 2), ("255.255.255.255", "255.255.255.255/32", 5),
+          ("255.255.255.254", "0.0.0.0/0", 1), ("0.0.0.0", "0.0.0.0/32", 6), ("0.0.0.1", "0.0.0.0/0", 1)],
+         "::"),
+        ([("::/0", 1), ("2001:db8::/32", 2), ("2001:db8::1/128", 3), ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", 4),
+          ("::/128", 5), ("2001:db8:0:0:8000::/65", 6)],
+         [("2600::1", "::/0", 1), ("2001:db8::2", "2001:db8::/32", 2), ("2001:db8::1", "2001:db8::1/128", 3),
+          ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", 4),
+          ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", "::/0", 1), ("::", "::/128", 5), ("::1", "::/0", 1),
+          ("2001:db8::8000:0:0:1", "2001:db8:0:0:8000::/65", 6), ("2001:db8::7fff:0:0:1", "2001:db8::/32", 2)],
+         "1.2.3.4"),
+    ]
 
-    @Test func ipv6DefaultRouteAndHostRoutes() throws {
-        let entries: [(prefix: IPPrefix, value: UInt32)] = [
-            (prefix("::/0"), 1), (prefix("2001:db8::/32"), 2), (prefix("2001:db8::1/128"), 3),
-            (prefix("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"), 4), (prefix("::/128"), 5),
-            (prefix("2001:db8:0:0:8000::/65"), 6),
-        ]
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v6, entries: entries), valueCount: 7)
-        let cases: [(String, String, UInt32)] = [
-            ("2600::1", "::/0", 1), ("2001:db8::2", "2001:db8::/32", 2), ("2001:db8::1", "2001:db8::1/128", 3),
-            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", 4),
-            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", "::/0", 1), ("::", "::/128", 5), ("::1", "::/0", 1),
-            ("2001:db8::8000:0:0:1", "2001:db8:0:0:8000::/65", 6), ("2001:db8::7fff:0:0:1", "2001:db8::/32", 2),
-        ]
+    @Test(arguments: 0..<2)
+    func defaultRouteAndHostRoutes(table: Int) throws {
+        let (texts, cases, otherFamily) = MatcherTests.hostRouteTables[table]
+        let entries = texts.map { (prefix: prefix($0.0), value: $0.1) }
+        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: entries[0].prefix.network.family, entries: entries), valueCount: 7)
         for (text, expectedPrefix, value) in cases {
             #expect(poptrie.longestMatch(address(text)) == PrefixMatch(prefix: prefix(expectedPrefix), value: value), "\(text)")
         }
-        #expect(poptrie.longestMatch(address("1.2.3.4")) == nil)
+        #expect(poptrie.longestMatch(address(otherFamily)) == nil)  // the other family never matches
     }
 
     @Test func duplicatePrefixFirstEntryWinsEverywhere() throws {
