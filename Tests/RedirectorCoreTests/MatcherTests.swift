@@ -94,14 +94,14 @@ import Testing
 
     @Test(arguments: AddressFamily.allCases)
     func emptyTableMatchesNothing(family: AddressFamily) throws {
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: []), valueCount: 0)
+        let poptrie = try PoptrieMatcherStorage(PoptrieBuilder.build(family: family, entries: [], valueCount: 0))
         var g = SeededGenerator(seed: 5)
         for _ in 0..<1000 {
             let probe: IPAddress = family == .v4 ? .v4(UInt32(truncatingIfNeeded: g.next())) : .v6(g.next128())
             #expect(poptrie.longestMatch(probe) == nil)
         }
-        #expect(poptrie.poptrie.visiblePrefixes().isEmpty)
-        #expect(poptrie.poptrie.nodeCount == 0)
+        #expect(poptrie.matcher.visiblePrefixes().isEmpty)
+        #expect(poptrie.matcher.answers.nodeCount == 0 && poptrie.matcher.lengths.nodeCount == 0)
     }
 
     /// Default routes, host routes and the ends of the address space, per family: table, then
@@ -125,7 +125,7 @@ import Testing
     func defaultRouteAndHostRoutes(table: Int) throws {
         let (texts, cases, otherFamily) = MatcherTests.hostRouteTables[table]
         let entries = texts.map { (prefix: prefix($0.0), value: $0.1) }
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: entries[0].prefix.network.family, entries: entries), valueCount: 7)
+        let poptrie = try PoptrieMatcherStorage(PoptrieBuilder.build(family: entries[0].prefix.network.family, entries: entries, valueCount: 7))
         for (text, expectedPrefix, value) in cases {
             #expect(poptrie.longestMatch(address(text)) == PrefixMatch(prefix: prefix(expectedPrefix), value: value), "\(text)")
         }
@@ -137,7 +137,7 @@ import Testing
             (prefix("192.0.2.0/24"), 7), (prefix("192.0.2.0/24"), 9), (prefix("192.0.2.77/24"), 11),
         ]
         let expected = PrefixMatch(prefix: prefix("192.0.2.0/24"), value: 7)
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v4, entries: entries), valueCount: 12)
+        let poptrie = try PoptrieMatcherStorage(PoptrieBuilder.build(family: .v4, entries: entries, valueCount: 12))
         let probe = address("192.0.2.1")
         let oracle = LinearScanMatcher(entries: entries)
         let radix = BinaryRadixTree(family: .v4, entries: entries)
@@ -157,8 +157,8 @@ import Testing
     @Test(arguments: [(AddressFamily.v4, UInt64(31)), (.v6, 32)])
     func visiblePrefixesRoundTrip(family: AddressFamily, seed: UInt64) throws {
         let entries = MatcherTests.randomEntries(family: family, seed: seed, count: 1500)
-        let original = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: 200)
-        let visible = original.poptrie.visiblePrefixes()
+        let original = try PoptrieMatcherStorage(PoptrieBuilder.build(family: family, entries: entries, valueCount: 200))
+        let visible = original.matcher.visiblePrefixes()
         // Sorted, unique, and each one an input prefix with the value the oracle gives it (first wins).
         let oracle = LinearScanMatcher(entries: entries)
         #expect(visible == visible.sorted { $0.prefix < $1.prefix })
@@ -177,13 +177,13 @@ import Testing
             }
         }
         // Rebuilding from the visible prefixes gives identical answers.
-        let rebuilt = try OwnedPoptrie(
-            PoptrieBuilder.build(family: family, entries: visible.map { ($0.prefix, $0.value) }), valueCount: 200)
+        let rebuilt = try PoptrieMatcherStorage(
+            PoptrieBuilder.build(family: family, entries: visible.map { ($0.prefix, $0.value) }, valueCount: 200))
         let probes = MatcherTests.probes(for: entries, family: family, seed: seed + 7, random: 3000)
         var mismatches = 0
         for probe in probes where rebuilt.longestMatch(probe) != original.longestMatch(probe) { mismatches += 1 }
         #expect(mismatches == 0)
-        #expect(rebuilt.poptrie.visiblePrefixes() == visible)
+        #expect(rebuilt.matcher.visiblePrefixes() == visible)
     }
 
     @Test func shadowedPrefixIsNotVisible() throws {
@@ -191,8 +191,8 @@ import Testing
         let entries: [(prefix: IPPrefix, value: UInt32)] = [
             (prefix("10.0.0.0/24"), 1), (prefix("10.0.0.0/25"), 2), (prefix("10.0.0.128/25"), 3), (prefix("10.0.0.0/8"), 4),
         ]
-        let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: .v4, entries: entries), valueCount: 5)
-        let visible = poptrie.poptrie.visiblePrefixes().map { "\($0.prefix)=\($0.value)" }
+        let poptrie = try PoptrieMatcherStorage(PoptrieBuilder.build(family: .v4, entries: entries, valueCount: 5))
+        let visible = poptrie.matcher.visiblePrefixes().map { "\($0.prefix)=\($0.value)" }
         #expect(visible == ["10.0.0.0/8=4", "10.0.0.0/25=2", "10.0.0.128/25=3"])
     }
 

@@ -74,7 +74,7 @@ import Testing
         #expect(matched > probes.count / 2)
         // Known answer: LPM (not archeio's shortest match) for 15.193.0.5.
         if family == .v4 {
-            let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: valueCount)
+            let poptrie = try PoptrieMatcherStorage(PoptrieBuilder.build(family: family, entries: entries, valueCount: valueCount))
             let oracle = LinearScanMatcher(entries: entries)
             let answer = try #require(poptrie.longestMatch(address("15.193.0.5")))
             #expect(answer.prefix == prefix("15.193.0.0/24"))
@@ -114,12 +114,12 @@ import Testing
     func visiblePrefixesRoundTripOnRealData(family: AddressFamily) throws {
         let table = RealDataMatcherTests.table
         let entries = family == .v4 ? table.v4 : table.v6
-        let original = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: table.regions.count)
-        let visible = original.poptrie.visiblePrefixes()
+        let original = try PoptrieMatcherStorage(PoptrieBuilder.build(family: family, entries: entries, valueCount: table.regions.count))
+        let visible = original.matcher.visiblePrefixes()
         #expect(visible.count > 1000)
         #expect(visible.count <= Set(entries.map(\.prefix)).count)
-        let rebuilt = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: visible.map { ($0.prefix, $0.value) }),
-                                       valueCount: table.regions.count)
+        let rebuilt = try PoptrieMatcherStorage(PoptrieBuilder.build(family: family, entries: visible.map { ($0.prefix, $0.value) },
+                                                                     valueCount: table.regions.count))
         var mismatches = 0
         for entry in entries {
             for probe in boundaryProbes(entry.prefix) where rebuilt.longestMatch(probe) != original.longestMatch(probe) {
@@ -127,6 +127,6 @@ import Testing
             }
         }
         #expect(mismatches == 0)
-        #expect(rebuilt.poptrie.visiblePrefixes() == visible)
+        #expect(rebuilt.matcher.visiblePrefixes() == visible)
     }
 }

@@ -3,57 +3,6 @@ import RedirectorCore
 import Testing
 @_exported import RedirectorTestSupport
 
-/// Little-endian bytes of a poptrie image's three arrays, as a snapshot stores them.
-func serialize(_ image: PoptrieImage) -> (direct: [UInt8], nodes: [UInt8], leaves: [UInt8]) {
-    var direct = ByteWriter()
-    for entry in image.direct { direct.write(entry) }
-    var nodes = ByteWriter()
-    for node in image.nodes {
-        nodes.write(node.vector)
-        nodes.write(node.leafVector)
-        nodes.write(node.leafBase)
-        nodes.write(node.nodeBase)
-    }
-    var leaves = ByteWriter()
-    for leaf in image.leaves { leaves.write(leaf) }
-    return (direct.bytes, nodes.bytes, leaves.bytes)
-}
-
-/// A ``Poptrie`` over memory this object owns (a poptrie only borrows its memory).
-final class OwnedPoptrie: PrefixMatcher {
-    let poptrie: Poptrie
-    private let buffers: [UnsafeMutableRawBufferPointer]
-
-    /// Validates and wraps `image`; leaves may carry values `0..<valueCount`.
-    init(_ image: PoptrieImage, valueCount: Int) throws {
-        let (direct, nodes, leaves) = serialize(image)
-        func copy(_ bytes: [UInt8]) -> UnsafeMutableRawBufferPointer {
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
-            buffer.copyBytes(from: bytes)
-            return buffer
-        }
-        let buffers = [copy(direct), copy(nodes), copy(leaves)]
-        self.buffers = buffers
-        do {
-            poptrie = try Poptrie(
-                family: image.family,
-                direct: UnsafeRawBufferPointer(rebasing: buffers[0][..<direct.count]),
-                nodes: UnsafeRawBufferPointer(rebasing: buffers[1][..<nodes.count]),
-                leaves: UnsafeRawBufferPointer(rebasing: buffers[2][..<leaves.count]),
-                valueCount: valueCount)
-        } catch {
-            for buffer in buffers { buffer.deallocate() }
-            throw error
-        }
-    }
-
-    deinit {
-        for buffer in buffers { buffer.deallocate() }
-    }
-
-    func longestMatch(_ address: IPAddress) -> PrefixMatch? { poptrie.longestMatch(address) }
-}
-
 /// Snapshot contents holding `entries` (values `0..<valueCount`, each with an attribute of no
 /// provider whose ASN is the value plus 64,500, so tests can tell values apart) and `policy`.
 func snapshotContents(
@@ -68,8 +17,8 @@ func snapshotContents(
     return SnapshotContents(
         strings: strings,
         attributes: attributes ?? (0..<valueCount).map { MatchAttributes(provider: -1, asn: 64_500 + UInt32($0)) },
-        ipv4: PoptrieBuilder.build(family: .v4, entries: v4),
-        ipv6: PoptrieBuilder.build(family: .v6, entries: v6),
+        ipv4: PoptrieBuilder.build(family: .v4, entries: v4, valueCount: attributes?.count ?? valueCount),
+        ipv6: PoptrieBuilder.build(family: .v6, entries: v6, valueCount: attributes?.count ?? valueCount),
         prefixCounts: (Set(v4.map(\.prefix)).count, Set(v6.map(\.prefix)).count),
         policy: policy, report: report, createdAt: createdAt)
 }
@@ -84,7 +33,7 @@ func compareMatchers(entries: [(prefix: IPPrefix, value: UInt32)], family: Addre
                      probes: [IPAddress]) throws -> (mismatches: Int, matched: Int) {
     let oracle = LinearScanMatcher(entries: entries)
     let tree = BinaryRadixTree(family: family, entries: entries)
-    let poptrie = try OwnedPoptrie(PoptrieBuilder.build(family: family, entries: entries), valueCount: valueCount)
+    let poptrie = try PoptrieMatcherStorage(PoptrieBuilder.build(family: family, entries: entries, valueCount: valueCount))
     var mismatches = 0, matched = 0
     for probe in probes {
         let expected = oracle.longestMatch(probe)

@@ -1,30 +1,42 @@
-/// A read-only poptrie over raw memory (a loaded snapshot or a ``PoptrieImage``'s buffers).
+/// A read-only poptrie over raw memory (a loaded snapshot or a ``PoptrieImage``'s buffers): one
+/// 32-bit leaf per address, whose meaning ``PoptrieLeaf`` gives (``PoptrieMatcher`` pairs an answer
+/// trie with a prefix-length trie).
 ///
 /// Lookups read through unsafe pointers with wrapping arithmetic: no bounds checks, no traps and no
 /// allocation. That is safe because ``init(family:direct:nodes:leaves:valueCount:)`` validates every
 /// index once. The layout constants below are the only place the geometry is written; they are
 /// computed properties so that every use folds to an immediate in the lookup loops.
-public struct Poptrie: PrefixMatcher, @unchecked Sendable {
+public struct Poptrie: @unchecked Sendable {
     /// The direct-entry flag for "points to a node"; the other 31 bits are the node index.
     @inlinable public static var nodeFlag: UInt32 { 0x8000_0000 }
 
     /// Bits resolved by one node level (64 children).
     @inlinable public static var strideBits: Int { 6 }
 
-    /// Bits resolved by the direct-pointing array: 18 for IPv4 (1 MiB), 16 for IPv6 (256 KiB).
-    /// (16 bits for IPv4 measured worse on the 512k-prefix table: 12.7 instead of 8.7 bytes per
-    /// prefix, because every /24 then needs a second node level.)
+    /// The widths a direct-pointing array may have (validated when memory is wrapped).
+    public static let directBitsRange = 8...24
+
+    /// Bits resolved by the direct-pointing array of the decision tries: 18 for IPv4 (1 MiB) and
+    /// 16 for IPv6 (256 KiB). (16 bits for IPv4 measured worse on the 512k-prefix table: 12.7
+    /// instead of 8.7 bytes per prefix, because every /24 then needs a second node level; for
+    /// IPv6 see docs/performance.md.)
     @inlinable
     public static func directBits(family: AddressFamily) -> Int { family == .v4 ? 18 : 16 }
 
-    /// Node levels below the direct array: 3 for IPv4, 19 for IPv6.
+    /// Node levels below a direct array of `directBits`: 3 for IPv4 with 18, 19 for IPv6 with 16.
     @inlinable
-    static func levels(family: AddressFamily) -> Int {
-        (family.bitWidth - directBits(family: family) + strideBits - 1) / strideBits
+    static func levels(family: AddressFamily, directBits: Int) -> Int {
+        (family.bitWidth - directBits + strideBits - 1) / strideBits
     }
 
     /// The address family.
     public let family: AddressFamily
+    /// Bits this trie's direct array resolves (its entry count is `1 << directBits`).
+    public let directBits: Int
+    /// Node levels below the direct array (the longest walk a lookup can take).
+    public let nodeLevels: Int
+    /// What its leaves hold.
+    public let leafKind: PoptrieLeaf
     @usableFromInline let direct: UnsafePointer<UInt32>
     @usableFromInline let nodes: UnsafeRawPointer
     @usableFromInline let leaves: UnsafePointer<UInt32>
@@ -35,7 +47,7 @@ public struct Poptrie: PrefixMatcher, @unchecked Sendable {
 
     /// Bytes of the direct array, nodes and leaves.
     public var byteCount: Int {
-        (4 << Poptrie.directBits(family: family)) + nodeCount * PoptrieNode.byteSize + leafCount * 4
+        (4 << directBits) + nodeCount * PoptrieNode.byteSize + leafCount * 4
     }
 
     /// Why a poptrie's memory was rejected.
@@ -47,36 +59,36 @@ public struct Poptrie: PrefixMatcher, @unchecked Sendable {
     /// Wraps validated memory. The memory must outlive the poptrie.
     ///
     /// - Parameters:
-    ///   - direct: `1 << directBits(family:)` little-endian `UInt32` entries.
+    ///   - direct: `1 << directBits` little-endian `UInt32` entries, `directBits` in ``directBitsRange``.
     ///   - nodes: ``PoptrieNode/byteSize``-byte nodes.
     ///   - leaves: little-endian `UInt32` leaves.
-    ///   - valueCount: leaves may carry values `0..<valueCount` (the attribute count).
-    /// - Throws: ``ValidationError`` when any index could leave the arrays or loop.
+    ///   - leafKind: what the leaves hold, and so which leaf values are valid.
+    /// - Throws: ``ValidationError`` when any index could leave the arrays or loop, or a leaf is invalid.
     public init(
         family: AddressFamily, direct: UnsafeRawBufferPointer, nodes: UnsafeRawBufferPointer,
-        leaves: UnsafeRawBufferPointer, valueCount: Int
+        leaves: UnsafeRawBufferPointer, leafKind: PoptrieLeaf
     ) throws {
-        let name = family.name
-        let directCount = 1 << Poptrie.directBits(family: family)
-        guard let directBase = direct.baseAddress, direct.count == directCount * 4 else {
-            throw ValidationError(description: "\(name) direct array has \(direct.count) bytes, expected \(directCount * 4)")
+        let name = "\(family.name) \(leafKind.name)"
+        let directCount = direct.count / 4
+        let directBits = directCount.trailingZeroBitCount
+        guard let directBase = direct.baseAddress, direct.count % 4 == 0, directCount.nonzeroBitCount == 1,
+              Poptrie.directBitsRange.contains(directBits), directBits < family.bitWidth else {
+            throw ValidationError(description: "\(name) direct array has \(direct.count) bytes, not 4 × 2^k for k in \(Poptrie.directBitsRange)")
         }
         guard nodes.count % PoptrieNode.byteSize == 0, leaves.count % 4 == 0 else {
             throw ValidationError(description: "\(name) node or leaf array has a partial entry")
         }
         let nodeCount = nodes.count / PoptrieNode.byteSize
         let leafCount = leaves.count / 4
-        let maximumLength = family.bitWidth
-        func checkLeaf(_ packed: UInt32, _ place: @autoclosure () -> String) throws {
-            guard packed == 0 || (Int(PackedMatch.value(packed)) < valueCount
-                && PackedMatch.length(packed) <= maximumLength && packed & Poptrie.nodeFlag == 0) else {
-                throw ValidationError(description: "\(name) \(place()) holds an invalid leaf 0x\(String(packed, radix: 16))")
+        func checkLeaf(_ leaf: UInt32, _ place: @autoclosure () -> String) throws {
+            guard leaf & Poptrie.nodeFlag == 0, leafKind.isValid(leaf, family: family) else {
+                throw ValidationError(description: "\(name) \(place()) holds an invalid leaf 0x\(String(leaf, radix: 16))")
             }
         }
         // Depth of each node: roots (from the direct array) are 1; children must come later and be
         // deeper, so no walk can loop or exceed the levels the key has bits for.
         var depth = [UInt8](repeating: 0, count: nodeCount)
-        let levels = Poptrie.levels(family: family)
+        let levels = Poptrie.levels(family: family, directBits: directBits)
         for slot in 0..<directCount {
             let entry = UInt32(littleEndian: direct.loadUnaligned(fromByteOffset: slot * 4, as: UInt32.self))
             if entry & Poptrie.nodeFlag != 0 {
@@ -128,6 +140,9 @@ public struct Poptrie: PrefixMatcher, @unchecked Sendable {
             try checkLeaf(UInt32(littleEndian: leaves.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)), "leaf \(index)")
         }
         self.family = family
+        self.directBits = directBits
+        self.nodeLevels = levels
+        self.leafKind = leafKind
         self.direct = directBase.assumingMemoryBound(to: UInt32.self)
         self.nodes = nodes.baseAddress ?? directBase
         self.leaves = (leaves.baseAddress ?? directBase).assumingMemoryBound(to: UInt32.self)
@@ -163,10 +178,10 @@ public struct Poptrie: PrefixMatcher, @unchecked Sendable {
         return leaves[Int(truncatingIfNeeded: base) &+ (leafVector & below).nonzeroBitCount &- 1]
     }
 
-    /// The direct-array slot of an IPv4 address: its top ``directBits(family:)`` bits.
+    /// The direct-array slot of an IPv4 address: its top ``directBits`` bits.
     @inlinable @inline(__always)
-    static func directSlot(v4 address: UInt32) -> Int {
-        Int(truncatingIfNeeded: address &>> (AddressFamily.v4.bitWidth &- directBits(family: .v4)))
+    func directSlot(v4 address: UInt32) -> Int {
+        Int(truncatingIfNeeded: address &>> UInt32(truncatingIfNeeded: AddressFamily.v4.bitWidth &- directBits))
     }
 
     /// Walks the node levels below direct entry `entry` (which has ``nodeFlag`` set). `key` holds
@@ -184,24 +199,24 @@ public struct Poptrie: PrefixMatcher, @unchecked Sendable {
         return 0
     }
 
-    /// Packed match (``PackedMatch``) for an IPv4 address; 0 when nothing matches.
+    /// The leaf for an IPv4 address (see ``leafKind``); 0 when nothing matches.
     @inlinable @inline(__always)
     public func lookup(v4 address: UInt32) -> UInt32 {
-        let entry = direct[Poptrie.directSlot(v4: address)]
+        let entry = direct[directSlot(v4: address)]
         if entry & Poptrie.nodeFlag == 0 { return entry }
         // The bits below the direct slot, at the top of a 64-bit key.
-        let key = UInt64(truncatingIfNeeded: address) &<< (UInt64.bitWidth &- AddressFamily.v4.bitWidth &+ Poptrie.directBits(family: .v4))
-        return descend(entry, key: key, levels: Poptrie.levels(family: .v4))
+        let key = UInt64(truncatingIfNeeded: address) &<< UInt64(truncatingIfNeeded: UInt64.bitWidth &- AddressFamily.v4.bitWidth &+ directBits)
+        return descend(entry, key: key, levels: nodeLevels)
     }
 
-    /// Packed matches for many IPv4 addresses. Groups of eight first load their direct entries
+    /// Leaves for many IPv4 addresses. Groups of eight first load their direct entries
     /// together, so the cache misses of independent lookups overlap instead of queuing.
     @inlinable
     public func lookup(v4 addresses: UnsafePointer<UInt32>, count: Int, into results: UnsafeMutablePointer<UInt32>) {
         var start = 0
         while start &+ 8 <= count {
             for lane in 0..<8 {
-                results[start &+ lane] = direct[Poptrie.directSlot(v4: addresses[start &+ lane])]
+                results[start &+ lane] = direct[directSlot(v4: addresses[start &+ lane])]
             }
             for lane in 0..<8 where results[start &+ lane] & Poptrie.nodeFlag != 0 {
                 results[start &+ lane] = lookup(v4: addresses[start &+ lane])
@@ -214,61 +229,56 @@ public struct Poptrie: PrefixMatcher, @unchecked Sendable {
         }
     }
 
-    /// Packed match (``PackedMatch``) for an IPv6 address; 0 when nothing matches.
+    /// The leaf for an IPv6 address (see ``leafKind``); 0 when nothing matches.
     @inlinable @inline(__always)
     public func lookup(v6 address: UInt128) -> UInt32 {
-        let directBits = Poptrie.directBits(family: .v6)
-        let entry = direct[Int(truncatingIfNeeded: address &>> (UInt128.bitWidth &- directBits))]
+        let entry = direct[Int(truncatingIfNeeded: address &>> UInt128(truncatingIfNeeded: UInt128.bitWidth &- directBits))]
         if entry & Poptrie.nodeFlag == 0 { return entry }
-        return descend(entry, key: address &<< directBits, levels: Poptrie.levels(family: .v6))
+        return descend(entry, key: address &<< UInt128(truncatingIfNeeded: directBits), levels: nodeLevels)
     }
 
-    /// The longest prefix containing `address` and its value (``PrefixMatcher``); nil for no match
-    /// or an address of the other family.
-    public func longestMatch(_ address: IPAddress) -> PrefixMatch? {
+    /// The leaf for `address`; 0 for no match or an address of the other family.
+    @inlinable @inline(__always)
+    public func lookup(_ address: IPAddress) -> UInt32 {
         switch (address, family) {
-        case (.v4(let value), .v4): return PackedMatch.unpack(lookup(v4: value), for: address)
-        case (.v6(let value), .v6): return PackedMatch.unpack(lookup(v6: value), for: address)
-        default: return nil
+        case (.v4(let value), .v4): return lookup(v4: value)
+        case (.v6(let value), .v6): return lookup(v6: value)
+        default: return 0
         }
     }
 
-    /// Every prefix a lookup can return, with its value, sorted: the input prefixes minus those that
-    /// more specific prefixes shadow completely. Used by `redirector export` and as a structural check.
-    public func visiblePrefixes() -> [PrefixMatch] {
+    /// The trie's answer over the whole address space: the start of every stretch of addresses
+    /// with one leaf, in address order, left-aligned in 128 bits (consecutive stretches may share
+    /// a leaf). Used to enumerate what a table answers (exports, structural checks).
+    public func runs() -> [(start: UInt128, leaf: UInt32)] {
         let keyBits = family.bitWidth
-        var found = Set<PrefixMatch>()
-        func emit(_ start: UInt128, _ packed: UInt32) {
-            guard packed != 0 else { return }
-            let address: IPAddress = family == .v4 ? .v4(UInt32(truncatingIfNeeded: start &>> 96)) : .v6(start)
-            found.insert(PrefixMatch(prefix: IPPrefix(network: address, length: PackedMatch.length(packed)),
-                                     value: PackedMatch.value(packed)))
-        }
+        var found: [(start: UInt128, leaf: UInt32)] = []
+        let nodeBytes = UnsafeRawBufferPointer(start: nodes, count: nodeCount * PoptrieNode.byteSize)
         func walk(_ index: Int, _ start: UInt128, _ bitOffset: Int) {
-            let node = Poptrie.loadNode(UnsafeRawBufferPointer(start: nodes, count: nodeCount * PoptrieNode.byteSize), index)
-            let beyond = bitOffset + 6 - keyBits
+            let node = Poptrie.loadNode(nodeBytes, index)
+            // Positions whose low bits lie beyond the key (IPv4's last level) repeat their neighbour.
+            let beyond = bitOffset + Poptrie.strideBits - keyBits
             for position in 0..<64 {
                 if beyond > 0 && position & ((1 << beyond) - 1) != 0 { continue }
-                let shift = 122 - bitOffset
+                let shift = 128 - Poptrie.strideBits - bitOffset
                 let childStart = start | (shift >= 0 ? UInt128(position) << shift : UInt128(position) >> -shift)
                 let mask = (UInt64(2) &<< UInt64(position)) &- 1
                 if node.vector & (1 << UInt64(position)) != 0 {
-                    walk(Int(node.nodeBase) + (node.vector & mask).nonzeroBitCount - 1, childStart, bitOffset + 6)
+                    walk(Int(node.nodeBase) + (node.vector & mask).nonzeroBitCount - 1, childStart, bitOffset + Poptrie.strideBits)
                 } else {
-                    emit(childStart, leaves[Int(node.leafBase) + (node.leafVector & mask).nonzeroBitCount - 1])
+                    found.append((childStart, leaves[Int(node.leafBase) + (node.leafVector & mask).nonzeroBitCount - 1]))
                 }
             }
         }
-        let bits = Poptrie.directBits(family: family)
-        for slot in 0..<(1 << bits) {
+        for slot in 0..<(1 << directBits) {
             let entry = direct[slot]
-            let start = UInt128(slot) << (128 - bits)
+            let start = UInt128(slot) << (128 - directBits)
             if entry & Poptrie.nodeFlag == 0 {
-                emit(start, entry)
+                found.append((start, entry))
             } else {
-                walk(Int(entry & ~Poptrie.nodeFlag), start, bits)
+                walk(Int(entry & ~Poptrie.nodeFlag), start, directBits)
             }
         }
-        return found.sorted { $0.prefix < $1.prefix }
+        return found
     }
 }
