@@ -10,6 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 [ -x .build/release/redirector ] && [ -f out/lib/libredirector.so ] || bash scripts/build.sh >/dev/null
+swift build -c release -Xswiftc -enable-testing --product RedirectorMatcherBenchmark 2>&1 | grep -E "error|warning:" || true
 gcc -O2 -march=x86-64 -Wall -Wextra -Werror -Iinclude Benchmarks/abi/abi_bench.c \
   -Lout/lib -lredirector -Wl,-rpath,"$PWD/out/lib" -o "$work/abi_bench"
 
@@ -23,5 +24,7 @@ for table in "ipasn_20140513.dat.gz 4" "ipasn6_20151101.dat.gz 6"; do
     ".build/release/redirector compile -c $work/config.yaml -o $work/table.rdb" 2>/dev/null | grep -E "Time|Range"
   python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; print(f'  compile (full table)               {r[\"mean\"]*1e3:10.0f} ms mean of {len(r[\"times\"])}')" "$work/compile.json"
   "$work/abi_bench" "$work/table.rdb" "$work/prefixes.txt" "$2" "$addresses"
+  echo "  matchers in-process, side by side (format 1 beside format 2):"
+  .build/release/RedirectorMatcherBenchmark "$work/prefixes.txt" "$2" "$addresses" | sed 's/^/  /'
   .build/release/redirector inspect "$work/table.rdb" | grep -E '^IPv|^snapshot:|^attributes' | sed 's/^/  inspect: /'
 done
