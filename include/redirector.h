@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 /* ABI version implemented by this header; compare with rdr_abi_version(). */
-#define RDR_ABI_VERSION 1
+#define RDR_ABI_VERSION 2
 
 /* An open snapshot. Opaque. */
 typedef struct rdr_table rdr_table;
@@ -93,9 +93,9 @@ typedef struct {
     int32_t     provider;      /* provider index, or -1 when the client matched none */
     int32_t     route;         /* index of the route that decided, or -1 (no route matched) */
     uint32_t    asn;           /* ASN of the matched prefix, 0 when unknown */
-    int32_t     prefix_len;    /* matched prefix length, -1 when nothing matched */
-    int32_t     family;        /* 4 or 6 for the matched prefix, 0 when nothing matched */
-    uint8_t     prefix[16];    /* matched network address (first 4 bytes for IPv4) */
+    int32_t     attribute;     /* attribute index of the matched prefix, -1 when nothing matched */
+    int32_t     family;        /* 4 or 6: the client address's family, 0 when it was malformed */
+    uint8_t     client[16];    /* the client address decided on (network order; 4 bytes for IPv4) */
     const char *provider_name; /* NUL-terminated, "" when no provider */
     const char *region;        /* NUL-terminated, "" when unknown */
     const char *route_name;    /* NUL-terminated, "" when no route matched */
@@ -116,11 +116,14 @@ int rdr_decide(const rdr_table *t, const rdr_request *req, rdr_decision *out,
                char *buf, size_t buflen);
 
 /*
- * Writes the matched prefix of a decision as text ("192.0.2.0/24") to buf,
- * NUL-terminated. Returns the text length, 0 when nothing matched, RDR_ENOSPC when
- * buflen is too small (at most 44 bytes are ever needed), or RDR_EINVAL when d or buf is NULL.
+ * Writes the prefix that matched a decision's client as text ("192.0.2.0/24") to buf,
+ * NUL-terminated. Decisions do not compute it (the decision path reads only the answer
+ * trie); this looks it up in the table's explanation trie, so call it only when the prefix
+ * is wanted (a log variable, an explanation). Returns the text length, 0 when nothing
+ * matched, RDR_ENOSPC when buflen is too small (at most 44 bytes are ever needed), or
+ * RDR_EINVAL when t, d or buf is NULL.
  */
-int rdr_format_prefix(const rdr_decision *d, char *buf, size_t buflen);
+int rdr_format_prefix(const rdr_table *t, const rdr_decision *d, char *buf, size_t buflen);
 
 /* Number of extra response headers route `route` sets (e.g. Docker-Distribution-Api-Version). */
 int32_t rdr_route_header_count(const rdr_table *t, int32_t route);

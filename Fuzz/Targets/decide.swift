@@ -137,9 +137,11 @@ public func fuzzDecide(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             guard result == RDR_OK else { fail("C ABI returned \(result) for \(decision.action)") }
         }
         var prefixText = [CChar](repeating: 0, count: 64)
-        let written = rdr_format_prefix(&output, &prefixText, prefixText.count)
+        let written = rdr_format_prefix(entry.table, &output, &prefixText, prefixText.count)
         guard written >= 0 else { fail("rdr_format_prefix failed") }
-        if let prefix = decision.match?.prefix, String(cString: prefixText) != prefix.description {
+        let prefix = decision.attributeIndex == nil ? nil : client.flatMap(entry.snapshot.matchedPrefix)
+        if (prefix == nil) != (written == 0) { fail("rdr_format_prefix wrote \(written) bytes for prefix \(String(describing: prefix))") }
+        if let prefix, String(cString: prefixText) != prefix.description {
             fail("rdr_format_prefix \(String(cString: prefixText)) != \(prefix)")
         }
         let routeHeaders = rdr_route_header_count(entry.table, decision.route)

@@ -106,9 +106,8 @@ func exercise(_ snapshot: Snapshot, deep: Bool) {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 1)
     defer { buffer.deallocate() }
     for address in addresses {
-        let packed = snapshot.lookupPacked(address)
-        if packed != 0 {
-            let value = PackedMatch.value(packed)
+        if let value = snapshot.attributeIndex(address) {
+            guard snapshot.lookup(address)?.value == value else { fail("answer and explanation tries disagree on \(address)") }
             guard Int(value) < snapshot.attributeCount else { fail("lookup of \(address) gave value \(value) of \(snapshot.attributeCount)") }
             let attributes = snapshot.attributes(at: value)
             _ = snapshot.providerName(attributes.provider)

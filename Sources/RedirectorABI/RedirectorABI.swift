@@ -10,7 +10,7 @@
 import CRedirector
 import RedirectorCore
 
-/// What `rdr_table *` points to: the matchers' raw views, so lookups touch no reference counts,
+/// What `rdr_table *` points to: the answer tries' raw views, so lookups touch no reference counts,
 /// and the snapshot that owns their memory (retained until rdr_close).
 private struct Handle {
     let ipv4: Poptrie
@@ -29,10 +29,10 @@ private func table(_ pointer: OpaquePointer?) -> Snapshot? {
     handle(pointer)?.pointee.owner.takeUnretainedValue()
 }
 
-/// The provider of a packed match, `RDR_NO_MATCH` for none.
+/// The provider of an answer leaf (attribute index + 1), `RDR_NO_MATCH` for none.
 @inline(__always)
-private func provider(_ handle: UnsafePointer<Handle>, _ packed: UInt32) -> Int32 {
-    packed == 0 ? RDR_NO_MATCH : MatchAttributes.loadProvider(from: handle.pointee.attributes, index: PackedMatch.value(packed))
+private func provider(_ handle: UnsafePointer<Handle>, _ leaf: UInt32) -> Int32 {
+    leaf == 0 ? RDR_NO_MATCH : MatchAttributes.loadProvider(from: handle.pointee.attributes, index: leaf &- 1)
 }
 
 @_cdecl("rdr_abi_version")
@@ -54,7 +54,7 @@ public func rdr_open(_ path: UnsafePointer<CChar>?, _ error: UnsafeMutablePointe
     do {
         let snapshot = try Snapshot.open(path: String(cString: path))
         let handle = UnsafeMutablePointer<Handle>.allocate(capacity: 1)
-        handle.initialize(to: Handle(ipv4: snapshot.ipv4, ipv6: snapshot.ipv6, attributes: snapshot.attributes,
+        handle.initialize(to: Handle(ipv4: snapshot.ipv4.answers, ipv6: snapshot.ipv6.answers, attributes: snapshot.attributes,
                                      owner: Unmanaged.passRetained(snapshot)))
         return OpaquePointer(handle)
     } catch {
@@ -138,11 +138,10 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
     answer.provider = decision.attributes.provider
     answer.route = decision.route
     answer.asn = decision.attributes.asn
-    answer.prefix_len = -1
-    if let prefix = decision.match?.prefix {
-        answer.prefix_len = Int32(prefix.length)
-        answer.family = Int32(prefix.network.family.rawValue)
-        withUnsafeMutableBytes(of: &answer.prefix) { prefix.network.storeNetworkBytes(into: $0) }
+    answer.attribute = decision.attributeIndex.map { Int32(truncatingIfNeeded: $0) } ?? -1
+    if let client {
+        answer.family = Int32(client.family.rawValue)
+        withUnsafeMutableBytes(of: &answer.client) { client.storeNetworkBytes(into: $0) }
     }
     let providerName = decision.attributes.provider >= 0
         ? snapshot.policy.providers[Int(decision.attributes.provider)].name : StringRef.empty
@@ -160,18 +159,19 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
 }
 
 @_cdecl("rdr_format_prefix")
-public func rdr_format_prefix(_ decision: UnsafePointer<rdr_decision>?, _ buffer: UnsafeMutablePointer<CChar>?,
-                              _ length: Int) -> Int32 {
-    guard let decision, let buffer, length > 0 else { return RDR_EINVAL }
+public func rdr_format_prefix(_ pointer: OpaquePointer?, _ decision: UnsafePointer<rdr_decision>?,
+                              _ buffer: UnsafeMutablePointer<CChar>?, _ length: Int) -> Int32 {
+    guard let snapshot = table(pointer), let decision, let buffer, length > 0 else { return RDR_EINVAL }
     var answer = decision.pointee
     let family = AddressFamily(rawValue: Int(answer.family))
-    guard answer.prefix_len >= 0, let family,
-          let address = withUnsafeBytes(of: &answer.prefix, { IPAddress(networkBytes: UnsafeRawBufferPointer(rebasing: $0[..<family.byteCount])) })
+    guard answer.attribute >= 0, let family,
+          let client = withUnsafeBytes(of: &answer.client, { IPAddress(networkBytes: UnsafeRawBufferPointer(rebasing: $0[..<family.byteCount])) }),
+          let prefix = snapshot.matchedPrefix(client)
     else {
         buffer[0] = 0
         return 0
     }
-    let text = "\(address)/\(answer.prefix_len)"
+    let text = "\(prefix)"
     guard text.utf8.count < length else { return RDR_ENOSPC }
     for (index, byte) in text.utf8.enumerated() { buffer[index] = CChar(bitPattern: byte) }
     buffer[text.utf8.count] = 0

@@ -14,13 +14,13 @@ struct InspectCommand: ParsableCommand {
         let strings = table.strings
         print("snapshot \(table.path): format \(SnapshotFormat.version), \(table.byteCount) bytes, checksum \(String(table.checksum, radix: 16)), created \(table.createdAt)")
         let (v4, v6) = table.prefixCounts
-        print("IPv4: \(v4) prefixes, \(table.ipv4.nodeCount) nodes, \(table.ipv4.leafCount) leaves")
-        print("IPv6: \(v6) prefixes, \(table.ipv6.nodeCount) nodes, \(table.ipv6.leafCount) leaves")
-        if v4 > 0 {
-            print("IPv4 matcher: \(table.ipv4.byteCount) bytes, \(String(format2: Double(table.ipv4.byteCount) / Double(v4))) bytes per prefix")
-        }
-        if v6 > 0 {
-            print("IPv6 matcher: \(table.ipv6.byteCount) bytes, \(String(format2: Double(table.ipv6.byteCount) / Double(v6))) bytes per prefix")
+        for (name, count, matcher) in [("IPv4", v4, table.ipv4), ("IPv6", v6, table.ipv6)] {
+            let (answers, lengths) = (matcher.answers, matcher.lengths)
+            print("\(name): \(count) prefixes, \(answers.nodeCount) nodes, \(answers.leafCount) leaves"
+                + " (explanation trie: \(lengths.nodeCount) nodes, \(lengths.leafCount) leaves)")
+            guard count > 0 else { continue }
+            print("\(name) matcher: \(answers.byteCount) bytes, \(String(format2: Double(answers.byteCount) / Double(count))) bytes per prefix"
+                + " (explanation trie: \(lengths.byteCount) bytes, \(String(format2: Double(lengths.byteCount) / Double(count))) per prefix)")
         }
         if v4 + v6 > 0 {
             print("snapshot: \(String(format2: Double(table.byteCount) / Double(v4 + v6))) bytes per prefix (matchers, attributes, policy)")

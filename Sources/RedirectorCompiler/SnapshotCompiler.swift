@@ -55,8 +55,8 @@ public struct SnapshotCompiler {
         if let unassigned = counts[-1] { summary.append("no provider (ASN only): \(unassigned) prefixes") }
         return SnapshotContents(
             strings: strings, attributes: matches.attributes,
-            ipv4: PoptrieBuilder.build(family: .v4, entries: matches.entries4),
-            ipv6: PoptrieBuilder.build(family: .v6, entries: matches.entries6),
+            ipv4: PoptrieBuilder.build(family: .v4, entries: matches.entries4, valueCount: matches.attributes.count),
+            ipv6: PoptrieBuilder.build(family: .v6, entries: matches.entries6, valueCount: matches.attributes.count),
             prefixCounts: (matches.entries4.count, matches.entries6.count), policy: policy,
             report: (summary + report).joined(separator: "\n"), createdAt: createdAt)
     }

@@ -104,7 +104,7 @@ def prefix_and_asn(table: abi.Table, address: str):
     """The matched prefix and ASN rdr_decide reports for a client address (None: no match)."""
     decided = table.decide(address.encode(), b"GET", b"/", b"h", buffer=512)
     assert decided.rc == abi.RDR_OK
-    if decided.decision.prefix_len < 0:
+    if decided.decision.attribute < 0:
         return None
     prefix = table.format_prefix(decided.decision)
     assert prefix

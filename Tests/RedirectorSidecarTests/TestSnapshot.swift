@@ -52,7 +52,8 @@ enum TestSnapshot {
                             trustedProxies: trusted.compactMap { IPPrefix($0) })
         let contents = SnapshotContents(
             strings: strings, attributes: attributes,
-            ipv4: PoptrieBuilder.build(family: .v4, entries: v4), ipv6: PoptrieBuilder.build(family: .v6, entries: v6),
+            ipv4: PoptrieBuilder.build(family: .v4, entries: v4, valueCount: attributes.count),
+            ipv6: PoptrieBuilder.build(family: .v6, entries: v6, valueCount: attributes.count),
             prefixCounts: (v4.count, v6.count), policy: policy, report: "test", createdAt: createdAt)
         return contents.encoded()
     }

@@ -35,7 +35,7 @@ local setmetatable = setmetatable
 -- and fails when a size, an offset or a value here disagrees with it.
 if not pcall(ffi.typeof, "rdr_decision") then
     ffi.cdef [[
-static const int RDR_ABI_VERSION = 1;
+static const int RDR_ABI_VERSION = 2;
 
 typedef struct rdr_table rdr_table;
 
@@ -72,9 +72,9 @@ typedef struct {
     int32_t     provider;
     int32_t     route;
     uint32_t    asn;
-    int32_t     prefix_len;
+    int32_t     attribute;
     int32_t     family;
-    uint8_t     prefix[16];
+    uint8_t     client[16];
     const char *provider_name;
     const char *region;
     const char *route_name;
@@ -83,7 +83,7 @@ typedef struct {
 
 int rdr_decide(const rdr_table *t, const rdr_request *req, rdr_decision *out,
                char *buf, size_t buflen);
-int rdr_format_prefix(const rdr_decision *d, char *buf, size_t buflen);
+int rdr_format_prefix(const rdr_table *t, const rdr_decision *d, char *buf, size_t buflen);
 int32_t rdr_route_header_count(const rdr_table *t, int32_t route);
 int rdr_route_header(const rdr_table *t, int32_t route, int32_t index,
                      const char **name, const char **value);
@@ -295,8 +295,8 @@ function mt:decide(client, method, host, path)
     if asn ~= 0 then
         res.asn = asn
     end
-    if d.prefix_len >= 0 then
-        local n = lib.rdr_format_prefix(dec, self.prefix_buf, 48)
+    if d.attribute >= 0 then
+        local n = lib.rdr_format_prefix(self.table, dec, self.prefix_buf, 48)
         if n > 0 then
             res.prefix = ffi_string(self.prefix_buf, n)
         end

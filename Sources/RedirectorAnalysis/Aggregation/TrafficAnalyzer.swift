@@ -252,7 +252,7 @@ public final class TrafficAnalyzer {
         if !stripPrefix.isEmpty { target = stripped(target) }
         let decision = snapshot.decide(client: client, method: record.method, target: target,
                                        location: locationBuffer)
-        let attribute: Int32 = decision.match.map { Int32(truncatingIfNeeded: $0.value) } ?? -1
+        let attribute: Int32 = decision.attributeIndex.map { Int32(truncatingIfNeeded: $0) } ?? -1
         var hash: UInt64 = 0
         if let client {
             switch client {

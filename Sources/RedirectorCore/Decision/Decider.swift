@@ -11,11 +11,11 @@ extension Snapshot {
     /// - Returns: the decision. Never allocates.
     public func decide(client: IPAddress?, method: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer,
                        location: UnsafeMutableRawBufferPointer) -> Decision {
-        var match: PrefixMatch?
+        var attributeIndex: UInt32?
         var attributes = MatchAttributes(provider: -1)
-        if let client {
-            match = lookup(client)
-            if let match { attributes = self.attributes(at: match.value) }
+        if let client, let index = self.attributeIndex(client) {
+            attributeIndex = index
+            attributes = self.attributes(at: index)
         }
         let providers = policy.providers
         let providerIndex = attributes.provider
@@ -33,7 +33,7 @@ extension Snapshot {
                       route.clients.matches(provider: providerIndex, isActive: isActive),
                       route.path.match(path, strings: strings, captures: captures)
                 else { continue }
-                var decision = Decision.pass(match, attributes)
+                var decision = Decision.pass(attributeIndex, attributes)
                 decision.route = Int32(index)
                 switch route.action {
                 case .pass:
@@ -56,7 +56,7 @@ extension Snapshot {
                     return decision
                 }
             }
-            return Decision.pass(match, attributes)
+            return Decision.pass(attributeIndex, attributes)
         }
     }
 
@@ -164,7 +164,7 @@ extension Snapshot {
             return DecisionExplanation(
                 action: decision.action.name, status: Int(decision.status), location: location,
                 provider: providerName(decision.attributes.provider), region: strings.string(decision.attributes.region),
-                prefix: decision.match?.prefix, asn: decision.attributes.asn,
+                prefix: decision.attributeIndex == nil ? nil : client.flatMap(matchedPrefix), asn: decision.attributes.asn,
                 route: decision.route >= 0 ? strings.string(policy.routes[Int(decision.route)].name) : "",
                 target: strings.string(decision.target), headers: headers)
         }

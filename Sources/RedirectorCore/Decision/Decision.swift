@@ -23,8 +23,9 @@ public struct Decision: Hashable, Sendable {
     public var action: Action
     /// HTTP status for redirects and responses, 0 for pass.
     public var status: Int32
-    /// The matched prefix and its attribute index, nil when no prefix covered the client.
-    public var match: PrefixMatch?
+    /// The attribute index of the client's longest matching prefix, nil when none covered it.
+    /// (The prefix itself is for explanations: ``Snapshot/matchedPrefix(_:)``.)
+    public var attributeIndex: UInt32?
     /// The matched prefix's attributes (provider -1 when none).
     public var attributes: MatchAttributes
     /// Index of the deciding route, -1 when none matched.
@@ -35,8 +36,9 @@ public struct Decision: Hashable, Sendable {
     public var locationLength: Int
 
     /// A pass decision with no route.
-    static func pass(_ match: PrefixMatch?, _ attributes: MatchAttributes) -> Decision {
-        Decision(action: .pass, status: 0, match: match, attributes: attributes, route: -1, target: .empty, locationLength: 0)
+    static func pass(_ attributeIndex: UInt32?, _ attributes: MatchAttributes) -> Decision {
+        Decision(action: .pass, status: 0, attributeIndex: attributeIndex, attributes: attributes, route: -1, target: .empty,
+                 locationLength: 0)
     }
 }
 

@@ -15,9 +15,9 @@ public final class Snapshot: @unchecked Sendable {
     /// The file the snapshot came from ("<memory>" for in-memory bytes).
     public let path: String
     /// The IPv4 matcher.
-    public let ipv4: Poptrie
+    public let ipv4: PoptrieMatcher
     /// The IPv6 matcher.
-    public let ipv6: Poptrie
+    public let ipv6: PoptrieMatcher
     /// The string table.
     public let strings: StringTable
     /// The policy.
@@ -175,10 +175,16 @@ public final class Snapshot: @unchecked Sendable {
                 guard Int(region) < regions.count / 8 else { throw fail("attribute \(index) names region \(region)") }
                 previousProvider = provider
             }
-            self.ipv4 = try Poptrie(family: .v4, direct: try section(.direct4), nodes: try section(.nodes4),
-                                    leaves: try section(.leaves4), valueCount: attributeCount)
-            self.ipv6 = try Poptrie(family: .v6, direct: try section(.direct6), nodes: try section(.nodes6),
-                                    leaves: try section(.leaves6), valueCount: attributeCount)
+            func trie(_ family: AddressFamily, _ tags: (SnapshotFormat.Tag, SnapshotFormat.Tag, SnapshotFormat.Tag),
+                      _ leaves: PoptrieLeaf) throws -> Poptrie {
+                try Poptrie(family: family, direct: try section(tags.0), nodes: try section(tags.1),
+                            leaves: try section(tags.2), leafKind: leaves)
+            }
+            let answers = PoptrieLeaf.answer(valueCount: attributeCount)
+            self.ipv4 = try PoptrieMatcher(answers: try trie(.v4, (.direct4, .nodes4, .leaves4), answers),
+                                           lengths: try trie(.v4, (.lengthDirect4, .lengthNodes4, .lengthLeaves4), .length))
+            self.ipv6 = try PoptrieMatcher(answers: try trie(.v6, (.direct6, .nodes6, .leaves6), answers),
+                                           lengths: try trie(.v6, (.lengthDirect6, .lengthNodes6, .lengthLeaves6), .length))
             var info = ByteReader(try section(.info), context: "info section")
             self.prefixCounts = (Int(try info.read(UInt32.self)), Int(try info.read(UInt32.self)))
             let infoBytes = try section(.info)
@@ -210,7 +216,8 @@ public final class Snapshot: @unchecked Sendable {
         }
         let version = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         guard version == SnapshotFormat.version else {
-            throw fail("format version \(version), this build reads version \(SnapshotFormat.version)")
+            throw fail("format version \(version), this build reads version \(SnapshotFormat.version)"
+                + (version < SnapshotFormat.version ? ": recompile it with this build's `redirector compile`" : ""))
         }
         let declared = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         guard declared == UInt64(size) else {
@@ -230,18 +237,31 @@ public final class Snapshot: @unchecked Sendable {
         MatchAttributes.load(from: attributes, regions: regions, index: index)
     }
 
-    /// The packed match (``PackedMatch``) for `address`: 0 when nothing matches.
+    /// The attribute index of the longest prefix covering `address`, nil when none does: the
+    /// decision path (one answer-trie lookup).
     @inlinable @inline(__always)
-    public func lookupPacked(_ address: IPAddress) -> UInt32 {
+    public func attributeIndex(_ address: IPAddress) -> UInt32? {
         switch address {
-        case .v4(let value): return ipv4.lookup(v4: value)
-        case .v6(let value): return ipv6.lookup(v6: value)
+        case .v4: return ipv4.value(address)
+        case .v6: return ipv6.value(address)
+        }
+    }
+
+    /// The longest prefix covering `address`, nil when none does (the length trie: for
+    /// explanations, not decisions).
+    public func matchedPrefix(_ address: IPAddress) -> IPPrefix? {
+        switch address {
+        case .v4: return ipv4.prefix(address)
+        case .v6: return ipv6.prefix(address)
         }
     }
 
     /// The longest prefix covering `address` and its attribute index.
     public func lookup(_ address: IPAddress) -> PrefixMatch? {
-        PackedMatch.unpack(lookupPacked(address), for: address)
+        switch address {
+        case .v4: return ipv4.longestMatch(address)
+        case .v6: return ipv6.longestMatch(address)
+        }
     }
 
     /// Provider name for an index ("" for -1 or out of range).

@@ -1,9 +1,9 @@
-/// The `.rdb` snapshot file format, version 1. All integers are little-endian.
+/// The `.rdb` snapshot file format, version 2. All integers are little-endian.
 ///
 /// ```
 /// offset  size  field
 ///      0     8  magic "RDRSNAP\0"
-///      8     4  format version (1)
+///      8     4  format version (2)
 ///     12     4  section count
 ///     16     8  file size in bytes
 ///     24     8  checksum: ``SnapshotFormat/checksum(_:)``, covering every byte but itself
@@ -13,14 +13,19 @@
 /// ```
 /// Sections start on 8-byte boundaries. Tags: `STRS` string table, `REGN` regions (string offset
 /// u32, length u32; entry 0 is the empty string), `ATTR` match attributes (8 bytes each: provider
-/// i16 or -1, region index u16, ASN u32; sorted by provider), `P4DR`/`P4ND`/`P4LF`
-/// and `P6DR`/`P6ND`/`P6LF` the IPv4/IPv6 poptrie (direct array, nodes, leaves; see ``PoptrieImage``),
-/// `POLI` the policy (see ``Policy``), `INFO` prefix counts (two u32) and the compile report (UTF-8).
+/// i16 or -1, region index u16, ASN u32; sorted by provider), `P4DR`/`P4ND`/`P4LF` and
+/// `P6DR`/`P6ND`/`P6LF` the IPv4/IPv6 answer tries (direct array, nodes, leaves = attribute
+/// index + 1; see ``PoptrieImage``), `L4DR`/`L4ND`/`L4LF` and `L6DR`/`L6ND`/`L6LF` the length
+/// tries beside them (leaves = prefix length + 1; see ``PoptrieMatcher``), `POLI` the policy (see
+/// ``Policy``), `INFO` prefix counts (two u32) and the compile report (UTF-8).
+///
+/// Version 1 had one trie per family with the length packed into every leaf; its files are
+/// refused with a message to recompile.
 public enum SnapshotFormat {
     /// The file's first eight bytes.
     public static let magic: [UInt8] = Array("RDRSNAP\0".utf8)
     /// The version this library reads and writes.
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     /// Header size.
     public static let headerSize = 64
 
@@ -49,6 +54,12 @@ public enum SnapshotFormat {
         case direct6 = "P6DR"
         case nodes6 = "P6ND"
         case leaves6 = "P6LF"
+        case lengthDirect4 = "L4DR"
+        case lengthNodes4 = "L4ND"
+        case lengthLeaves4 = "L4LF"
+        case lengthDirect6 = "L6DR"
+        case lengthNodes6 = "L6ND"
+        case lengthLeaves6 = "L6LF"
         case policy = "POLI"
         case info = "INFO"
 
@@ -67,9 +78,9 @@ public struct SnapshotContents: Sendable {
     /// and 65,535 distinct regions (the compiler checks).
     public var attributes: [MatchAttributes]
     /// The IPv4 matcher.
-    public var ipv4: PoptrieImage
+    public var ipv4: PoptrieMatcherImage
     /// The IPv6 matcher.
-    public var ipv6: PoptrieImage
+    public var ipv6: PoptrieMatcherImage
     /// Number of distinct IPv4 and IPv6 prefixes in the matchers.
     public var prefixCounts: (v4: Int, v6: Int)
     /// Providers and routes.
@@ -80,7 +91,7 @@ public struct SnapshotContents: Sendable {
     public var createdAt: UInt64
 
     /// Creates contents.
-    public init(strings: StringTableBuilder, attributes: [MatchAttributes], ipv4: PoptrieImage, ipv6: PoptrieImage,
+    public init(strings: StringTableBuilder, attributes: [MatchAttributes], ipv4: PoptrieMatcherImage, ipv6: PoptrieMatcherImage,
                 prefixCounts: (v4: Int, v6: Int), policy: Policy, report: String, createdAt: UInt64) {
         self.strings = strings
         self.attributes = attributes
@@ -114,22 +125,14 @@ public struct SnapshotContents: Sendable {
         for region in regions { writer.write(region) }
         sections.append((.regions, writer.bytes))
         sections.append((.attributes, attributeBytes))
-        for (image, tags) in [(ipv4, (SnapshotFormat.Tag.direct4, SnapshotFormat.Tag.nodes4, SnapshotFormat.Tag.leaves4)),
-                              (ipv6, (.direct6, .nodes6, .leaves6))] {
-            writer = ByteWriter()
-            for entry in image.direct { writer.write(entry) }
-            sections.append((tags.0, writer.bytes))
-            writer = ByteWriter()
-            for node in image.nodes {
-                writer.write(node.vector)
-                writer.write(node.leafVector)
-                writer.write(node.leafBase)
-                writer.write(node.nodeBase)
-            }
-            sections.append((tags.1, writer.bytes))
-            writer = ByteWriter()
-            for leaf in image.leaves { writer.write(leaf) }
-            sections.append((tags.2, writer.bytes))
+        for (image, tags) in [(ipv4.answers, (SnapshotFormat.Tag.direct4, SnapshotFormat.Tag.nodes4, SnapshotFormat.Tag.leaves4)),
+                              (ipv4.lengths, (.lengthDirect4, .lengthNodes4, .lengthLeaves4)),
+                              (ipv6.answers, (.direct6, .nodes6, .leaves6)),
+                              (ipv6.lengths, (.lengthDirect6, .lengthNodes6, .lengthLeaves6))] {
+            let (direct, nodes, leaves) = image.serialized()
+            sections.append((tags.0, direct))
+            sections.append((tags.1, nodes))
+            sections.append((tags.2, leaves))
         }
         writer = ByteWriter()
         policy.encode(into: &writer)

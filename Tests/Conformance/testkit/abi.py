@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import paths
 
-RDR_ABI_VERSION = 1
+RDR_ABI_VERSION = 2
 
 RDR_OK = 0
 RDR_NO_MATCH = -1
@@ -43,7 +43,7 @@ class Decision(ctypes.Structure):
 
     _fields_ = [("action", ctypes.c_int32), ("status", ctypes.c_int32), ("location_len", ctypes.c_size_t),
                 ("provider", ctypes.c_int32), ("route", ctypes.c_int32), ("asn", ctypes.c_uint32),
-                ("prefix_len", ctypes.c_int32), ("family", ctypes.c_int32), ("prefix", ctypes.c_uint8 * 16),
+                ("attribute", ctypes.c_int32), ("family", ctypes.c_int32), ("client", ctypes.c_uint8 * 16),
                 ("provider_name", ctypes.c_char_p), ("region", ctypes.c_char_p),
                 ("route_name", ctypes.c_char_p), ("target_host", ctypes.c_char_p)]
 
@@ -65,7 +65,7 @@ PROTOTYPES = {
     "rdr_provider_count": (ctypes.c_int32, [_TABLE]),
     "rdr_provider_name": (_TEXT, [_TABLE, ctypes.c_int32]),
     "rdr_decide": (ctypes.c_int, [_TABLE, ctypes.POINTER(Request), ctypes.POINTER(Decision), _TEXT, _SIZE]),
-    "rdr_format_prefix": (ctypes.c_int, [ctypes.POINTER(Decision), _TEXT, _SIZE]),
+    "rdr_format_prefix": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(Decision), _TEXT, _SIZE]),
     "rdr_route_header_count": (ctypes.c_int32, [_TABLE, ctypes.c_int32]),
     "rdr_route_header": (ctypes.c_int, [_TABLE, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(_TEXT),
                                         ctypes.POINTER(_TEXT)]),
@@ -140,9 +140,9 @@ class Table:
         return Decided(rc, out, location, ns)
 
     def format_prefix(self, decision: Decision) -> str:
-        """rdr_format_prefix: the matched prefix as text, "" when nothing matched."""
+        """rdr_format_prefix: the prefix that matched the decision's client as text, "" when none did."""
         text = ctypes.create_string_buffer(64)
-        n = self.c.rdr_format_prefix(ctypes.byref(decision), text, len(text))
+        n = self.c.rdr_format_prefix(self.handle, ctypes.byref(decision), text, len(text))
         return text.value.decode() if n > 0 else ""
 
     def route_headers(self, route: int) -> list[tuple[str, str]]:

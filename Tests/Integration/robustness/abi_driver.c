@@ -214,13 +214,15 @@ static void decide_input(rdr_table *t, const unsigned char *in, size_t n, unsign
     if (d.action == RDR_REDIRECT) {
         (*redirects)++;
         if (d.status < 300 || d.status > 399) die("redirect with a non-3xx status", NULL);
+        /* the target as configured, or without its final '/' when the path's own '/' follows */
         size_t host = strlen(d.target_host);
+        if (host > 0 && d.target_host[host - 1] == '/' && (d.location_len < host || memcmp(buf, d.target_host, host) != 0)) host--;
         if (d.location_len < host || memcmp(buf, d.target_host, host) != 0) die("Location does not start with its target", buf);
         for (size_t i = 0; i < d.location_len; i++)
             if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] == 0x7f) die("Location holds a control byte", NULL);
     }
     char prefix[64];
-    if (rdr_format_prefix(&d, prefix, sizeof prefix) < 0) die("rdr_format_prefix failed", NULL);
+    if (rdr_format_prefix(t, &d, prefix, sizeof prefix) < 0) die("rdr_format_prefix failed", NULL);
     for (int32_t i = 0; i < rdr_route_header_count(t, d.route); i++) {
         const char *name, *value;
         if (rdr_route_header(t, d.route, i, &name, &value) != RDR_OK) die("rdr_route_header failed", NULL);
