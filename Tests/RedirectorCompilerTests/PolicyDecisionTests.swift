@@ -300,6 +300,8 @@ import Testing
         ("aws_region,blob_base_url\nus-east-1,https://us.example\n", ["us-east-1"]),
         ("eu-1,eu.example\nus-east-1,https://us.example\n", ["eu-1", "us-east-1"]),
         ("eu-1,https://eu.example\n", ["eu-1"]),
+        ("# regions\nregion,url\nus-east-1,https://us.example\n", ["us-east-1"]),
+        ("dev,localhost:5000\n", ["dev"]),
     ])
     func regionTableHeaderIsNotData(table: String, regions: [String]) throws {
         let snapshot = try Fixture(["regions.csv": table]).compile(

@@ -229,10 +229,11 @@ struct PolicyCompiler {
         return parts
     }
 
-    /// Reads `region,url` lines. The first line is a header when its second field is not an
-    /// absolute URL and has no dot (`region,url`, `aws_region,blob_base_url`): a bare word is a
-    /// column name, never a mirror. A `<default>` row (archeio's marker for its fallback URL) is
-    /// skipped: the provider's own target is the fallback.
+    /// Reads `region,url` lines; `#` lines are comments. The first other line is a header unless it
+    /// is a row whose second column is a URL, a dotted host or `host:port` (`region,url` and
+    /// `aws_region,blob_base_url` are headers: `url` is a valid host name, so validity alone cannot
+    /// tell). A `<default>` row (archeio's marker for its fallback URL) is skipped: the provider's
+    /// own target is the fallback.
     func readRegionTable(_ path: String, place: String) throws -> [(String, String)] {
         let url = URL(fileURLWithPath: path, relativeTo: baseDirectory).standardizedFileURL
         let bytes: [UInt8]
@@ -242,10 +243,15 @@ struct PolicyCompiler {
             throw ConfigError(place: place, message: "\(error)")
         }
         var rows: [(String, String)] = []
+        var isFirst = true
         try forEachLine(bytes) { number, line in
             let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard let region = fields.first, !region.isEmpty, !region.hasPrefix("#"), region != "<default>" else { return }
-            if number == 1, fields.count == 2, !fields[1].contains("://"), !fields[1].contains(".") { return }
+            guard let region = fields.first, !region.isEmpty, !region.hasPrefix("#") else { return }
+            defer { isFirst = false }
+            guard region != "<default>" else { return }
+            let isRow = fields.count == 2 && RedirectTargetURL.normalize(fields[1]) != nil
+                && fields[1].contains(where: { $0 == "." || $0 == ":" })
+            if isFirst && !isRow { return }
             guard fields.count == 2, RedirectTargetURL.normalize(fields[1]) != nil else {
                 throw ConfigError(place: "\(url.path):\(number)", message: "expected 'region,url', got '\(line)'")
             }
@@ -280,7 +286,7 @@ enum RedirectTargetURL {
             guard hostPart[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let port = Int(hostPart[1]),
                   (1...65535).contains(port) else { return nil }
         }
-        guard path.utf8.all(ByteClass.isTargetPathByte) else { return nil }
+        guard path.utf8.allSatisfy(ByteClass.isTargetPathByte) else { return nil }
         return "\(scheme)://\(authority)\(path)"
     }
 }
