@@ -81,7 +81,7 @@ struct OwnershipRule {
         let sorted = candidates.sorted { $0.prefix < $1.prefix || ($0.prefix == $1.prefix && $0.order < $1.order) }
         var owned: [Candidate] = []
         owned.reserveCapacity(sorted.count)
-        var conflicts: [(order: Int, message: String)] = []
+        var conflicts: [(order: Int, winner: Candidate, loser: Candidate, kept: Int32)] = []
         var conflictCount = 0
         for candidate in sorted {
             guard let winner = owned.last, winner.prefix == candidate.prefix else {
@@ -91,13 +91,15 @@ struct OwnershipRule {
             let keep = prefers(winner, over: candidate)
             if winner.provider != candidate.provider && winner.provider >= 0 && candidate.provider >= 0 {
                 conflictCount += 1
-                let kept = keep ? winner : candidate
-                conflicts.append((candidate.order, "conflict: \(candidate.prefix) is claimed by \(providers.names[Int(winner.provider)]) and \(providers.names[Int(candidate.provider)]); \(providers.names[Int(kept.provider)]) wins by the ownership rule"))
+                conflicts.append((candidate.order, winner, candidate, keep ? winner.provider : candidate.provider))
             }
             if !keep { owned[owned.count - 1] = candidate }
         }
         conflicts.sort { $0.order < $1.order }
-        report.append(contentsOf: conflicts.prefix(50).map(\.message))
+        report.append(contentsOf: conflicts.prefix(50).map { conflict in
+            "conflict: \(conflict.loser.prefix) is claimed by \(providers.names[Int(conflict.winner.provider)]) and "
+                + "\(providers.names[Int(conflict.loser.provider)]); \(providers.names[Int(conflict.kept)]) wins by the ownership rule"
+        })
         if conflictCount > 50 { report.append("conflict: … and \(conflictCount - 50) more prefixes claimed by two providers") }
         return owned
     }

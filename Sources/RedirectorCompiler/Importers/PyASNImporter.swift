@@ -27,7 +27,7 @@ struct PyASNImporter: SourceImporter {
         return data
     }
 
-    /// A decimal AS number at most `UInt32.max`, with an optional `+`: what `UInt32(text)` accepts.
+    /// A decimal AS number at most `UInt32.max`: digits with an optional leading `+`.
     static func asn(_ text: UnsafeRawBufferPointer) -> UInt32? {
         let digits = text.first == UInt8(ascii: "+") ? UnsafeRawBufferPointer(rebasing: text.dropFirst()) : text
         guard !digits.isEmpty else { return nil }
