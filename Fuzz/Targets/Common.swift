@@ -85,7 +85,7 @@ func checkDecision(_ snapshot: Snapshot, _ targets: Set<[UInt8]>, _ decision: De
         guard decision.locationLength <= location.count else { return }  // too long for the buffer: nothing written
         let value = Array(UnsafeRawBufferPointer(rebasing: location[..<decision.locationLength]))
         // The target as configured, or without its final '/' when the path's own '/' follows it.
-        let written = value.starts(with: base) ? base : Array(base.dropLast())
+        let written = value.starts(with: base) || base.last != UInt8(ascii: "/") ? base : Array(base.dropLast())
         guard value.starts(with: written), written == base || value.dropFirst(written.count).first == UInt8(ascii: "/") else {
             fail("Location \"\(shown(value))\" does not start with its target: \(context())")
         }

@@ -39,7 +39,6 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
     return 0
 }
 
-/// `rdr_request`: four (pointer, length) pairs.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzDecide(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data, size >= 2 else { return 0 }
@@ -139,7 +138,7 @@ public func fuzzDecide(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         var prefixText = [CChar](repeating: 0, count: 64)
         let written = rdr_format_prefix(entry.table, &output, &prefixText, prefixText.count)
         guard written >= 0 else { fail("rdr_format_prefix failed") }
-        let prefix = decision.attributeIndex == nil ? nil : client.flatMap(entry.snapshot.matchedPrefix)
+        let prefix = entry.snapshot.matchedPrefix(of: decision, client: client)
         if (prefix == nil) != (written == 0) { fail("rdr_format_prefix wrote \(written) bytes for prefix \(String(describing: prefix))") }
         if let prefix, String(cString: prefixText) != prefix.description {
             fail("rdr_format_prefix \(String(cString: prefixText)) != \(prefix)")

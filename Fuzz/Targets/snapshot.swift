@@ -107,7 +107,11 @@ func exercise(_ snapshot: Snapshot, deep: Bool) {
     defer { buffer.deallocate() }
     for address in addresses {
         if let value = snapshot.attributeIndex(address) {
-            guard snapshot.lookup(address)?.value == value else { fail("answer and explanation tries disagree on \(address)") }
+            // The loader checks each trie, not that they agree: an explanation may lack a prefix,
+            // but one it gives must carry the decided value.
+            guard snapshot.lookup(address).map({ $0.value == value }) ?? true else {
+                fail("the explanation of \(address) names another value than the decision")
+            }
             guard Int(value) < snapshot.attributeCount else { fail("lookup of \(address) gave value \(value) of \(snapshot.attributeCount)") }
             let attributes = snapshot.attributes(at: value)
             _ = snapshot.providerName(attributes.provider)
