@@ -105,10 +105,10 @@ let package = Package(
                 // the bare `swift package conformance` refuse to run. On macOS: `swift package --disable-sandbox conformance`.
             )
         ),
-        /// `redirector-matcher-bench`: the radix tree, format 1's poptrie and format 2's tries side by
+        /// `RedirectorMatcherBenchmark`: the radix tree, format 1's poptrie and format 2's tries side by
         /// side on one table (scripts/bench-core.sh runs it).
         .executableTarget(
-            name: "RedirectorMatcherBenchmark", dependencies: ["RedirectorCore"], path: "Benchmarks/matcher",
+            name: "RedirectorMatcherBenchmark", dependencies: ["RedirectorCore", "RedirectorTestSupport"], path: "Benchmarks/matcher",
             swiftSettings: hotPathSettings),
         /// Helpers every test target shares: seeded generator, repository paths, address helpers.
         .target(name: "RedirectorTestSupport", dependencies: ["RedirectorCore"], path: "Tests/RedirectorTestSupport"),

@@ -322,7 +322,7 @@ ngx_http_redirector_get_ctx(ngx_http_request_t *r,
 
         ngx_memzero(&ctx->decision, sizeof(rdr_decision));
         ctx->decision.action = RDR_PASS;
-        ctx->decision.provider = RDR_NO_MATCH;
+        ctx->decision.provider = -1;
         ctx->decision.route = -1;
         ctx->decision.attribute = -1;
 
@@ -543,11 +543,11 @@ static ngx_int_t
 ngx_http_redirector_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    int                              n;
-    u_char                          *p;
-    ngx_int_t                        rc;
-    rdr_decision                    *d;
-    ngx_http_redirector_ctx_t       *ctx;
+    int                               n;
+    u_char                           *p;
+    ngx_int_t                         rc;
+    rdr_decision                     *d;
+    ngx_http_redirector_ctx_t        *ctx;
     ngx_http_redirector_main_conf_t  *rmcf;
 
     rc = ngx_http_redirector_get_ctx(r, &ctx);
@@ -623,9 +623,10 @@ ngx_http_redirector_variable(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        /* the prefix is looked up only here, when a configuration uses the variable */
+        /* looked up only here, when a configuration uses the variable */
         rmcf = ngx_http_get_module_main_conf(r, ngx_http_redirector_module);
-        n = rdr_format_prefix(rmcf->table, d, (char *) p, NGX_HTTP_REDIRECTOR_PREFIX_LEN);
+        n = rdr_format_prefix(rmcf->table, d, (char *) p,
+                              NGX_HTTP_REDIRECTOR_PREFIX_LEN);
 
         if (n <= 0 || n >= NGX_HTTP_REDIRECTOR_PREFIX_LEN) {
             v->not_found = 1;

@@ -4,21 +4,10 @@
 // with the length trie that explanations use. For IPv6 the answer trie is also built with a 20-bit
 // direct array (4 MiB), the width the issue suggested. Timings on a shared machine are noisy: read the ratios to the radix tree.
 //
-//   redirector-matcher-bench <pyasn dump (plain)> <4|6> [addresses]
+//   RedirectorMatcherBenchmark <pyasn dump (plain)> <4|6> [addresses]
 import Glibc
 import RedirectorCore
-
-/// SplitMix64, so every run probes the same addresses.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import RedirectorTestSupport
 
 func now() -> Double {
     var time = timespec()
@@ -41,7 +30,7 @@ func rate(_ count: Int, _ body: () -> UInt64) -> (perSecond: Double, sink: UInt6
 let arguments = CommandLine.arguments
 guard arguments.count >= 3, let family = AddressFamily(rawValue: Int(arguments[2]) ?? 0),
       let file = fopen(arguments[1], "r") else {
-    print("usage: redirector-matcher-bench <pyasn dump> <4|6> [addresses]")
+    print("usage: RedirectorMatcherBenchmark <pyasn dump> <4|6> [addresses]")
     exit(2)
 }
 let count = arguments.count > 3 ? Int(arguments[3]) ?? 4_194_304 : 4_194_304
@@ -66,7 +55,7 @@ let tree = BinaryRadixTree(family: family, entries: entries)
 
 // Probes: uniformly random for IPv4; for IPv6 inside the table's prefixes (a uniformly random IPv6
 // address almost never matches), as Benchmarks/abi/abi_bench.c draws them.
-var generator = SplitMix(state: 42)
+var generator = SeededGenerator(seed: 42)
 let probes4: [UInt32] = family == .v4 ? (0..<count).map { _ in UInt32(truncatingIfNeeded: generator.next()) } : []
 let probes6: [UInt128] = family == .v4 ? [] : (0..<count).map { _ in
         let prefix = entries[Int(generator.next() % UInt64(entries.count))].prefix

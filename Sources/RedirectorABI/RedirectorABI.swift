@@ -91,7 +91,7 @@ public func rdr_lookup(_ pointer: OpaquePointer?, _ address: UnsafePointer<UInt8
 public func rdr_lookup_batch_v4(_ pointer: OpaquePointer?, _ addresses: UnsafePointer<UInt32>?,
                                 _ results: UnsafeMutablePointer<Int32>?, _ count: Int) -> Int {
     guard let handle = handle(pointer), let addresses, let results, count > 0 else { return 0 }
-    // The packed matches go through the caller's result array, then become provider indices.
+    // The answer leaves go through the caller's result array, then become provider indices.
     results.withMemoryRebound(to: UInt32.self, capacity: count) { packed in
         handle.pointee.ipv4.lookup(v4: addresses, count: count, into: packed)
     }

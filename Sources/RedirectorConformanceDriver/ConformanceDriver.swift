@@ -93,7 +93,7 @@ struct ConformanceDriver: ParsableCommand {
             fields.append("location=" + LineProtocol.hex(locationBytes))
             fields.append("provider=" + LineProtocol.hex(table.providerName(decision.attributes.provider)))
             fields.append("region=" + LineProtocol.hex(table.strings.string(decision.attributes.region)))
-            fields.append("prefix=" + LineProtocol.hex((decision.attributeIndex == nil ? nil : client.flatMap(table.matchedPrefix)).map { "\($0)" } ?? ""))
+            fields.append("prefix=" + LineProtocol.hex(table.matchedPrefix(of: decision, client: client).map { "\($0)" } ?? ""))
             fields.append("asn=\(decision.attributes.asn)")
             let routes = table.policy.routes
             let route = decision.route >= 0 && Int(decision.route) < routes.count ? routes[Int(decision.route)] : nil

@@ -154,7 +154,7 @@ local mt = {}
 mt.__index = mt
 
 --- Opens a snapshot. Call it in init_by_lua* (the master): the table is then shared by
---- all workers through the page cache. opts.library: path of libredirector.so.
+--- all workers copy-on-write. opts.library: path of libredirector.so.
 --- Returns the object, or nil and a message naming the file and the reason.
 function _M.new(path, opts)
     opts = opts or {}

@@ -164,7 +164,7 @@ extension Snapshot {
             return DecisionExplanation(
                 action: decision.action.name, status: Int(decision.status), location: location,
                 provider: providerName(decision.attributes.provider), region: strings.string(decision.attributes.region),
-                prefix: decision.attributeIndex == nil ? nil : client.flatMap(matchedPrefix), asn: decision.attributes.asn,
+                prefix: matchedPrefix(of: decision, client: client), asn: decision.attributes.asn,
                 route: decision.route >= 0 ? strings.string(policy.routes[Int(decision.route)].name) : "",
                 target: strings.string(decision.target), headers: headers)
         }

@@ -3,9 +3,10 @@
 /// trie with a prefix-length trie).
 ///
 /// Lookups read through unsafe pointers with wrapping arithmetic: no bounds checks, no traps and no
-/// allocation. That is safe because ``init(family:direct:nodes:leaves:valueCount:)`` validates every
-/// index once. The layout constants below are the only place the geometry is written; they are
-/// computed properties so that every use folds to an immediate in the lookup loops.
+/// allocation. That is safe because ``init(family:direct:nodes:leaves:leafKind:)`` validates every
+/// index once. The layout constants below are the only place the geometry is written; the
+/// direct-array width is read from the array (answer and length tries differ) and kept with the
+/// level count it implies, so a lookup does no arithmetic beyond its shifts.
 public struct Poptrie: @unchecked Sendable {
     /// The direct-entry flag for "points to a node"; the other 31 bits are the node index.
     @inlinable public static var nodeFlag: UInt32 { 0x8000_0000 }
@@ -18,8 +19,9 @@ public struct Poptrie: @unchecked Sendable {
 
     /// Bits resolved by the direct-pointing array of the decision tries: 18 for IPv4 (1 MiB) and
     /// 16 for IPv6 (256 KiB). (16 bits for IPv4 measured worse on the 512k-prefix table: 12.7
-    /// instead of 8.7 bytes per prefix, because every /24 then needs a second node level; for
-    /// IPv6 see docs/performance.md.)
+    /// instead of 8.7 bytes per prefix, because every /24 then needs a second node level. For
+    /// IPv6, 20 bits measured 20% faster on the pyasn table but add 4 MiB to every snapshot:
+    /// `RedirectorMatcherBenchmark` shows both.)
     @inlinable
     public static func directBits(family: AddressFamily) -> Int { family == .v4 ? 18 : 16 }
 

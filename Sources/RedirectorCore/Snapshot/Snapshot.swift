@@ -241,10 +241,12 @@ public final class Snapshot: @unchecked Sendable {
     /// decision path (one answer-trie lookup).
     @inlinable @inline(__always)
     public func attributeIndex(_ address: IPAddress) -> UInt32? {
+        let leaf: UInt32
         switch address {
-        case .v4: return ipv4.value(address)
-        case .v6: return ipv6.value(address)
+        case .v4(let value): leaf = ipv4.answers.lookup(v4: value)
+        case .v6(let value): leaf = ipv6.answers.lookup(v6: value)
         }
+        return leaf == 0 ? nil : leaf &- 1
     }
 
     /// The longest prefix covering `address`, nil when none does (the length trie: for
@@ -254,6 +256,12 @@ public final class Snapshot: @unchecked Sendable {
         case .v4: return ipv4.prefix(address)
         case .v6: return ipv6.prefix(address)
         }
+    }
+
+    /// The prefix that matched `decision`'s client (nil when none did): explanations only.
+    public func matchedPrefix(of decision: Decision, client: IPAddress?) -> IPPrefix? {
+        guard decision.attributeIndex != nil, let client else { return nil }
+        return matchedPrefix(client)
     }
 
     /// The longest prefix covering `address` and its attribute index.

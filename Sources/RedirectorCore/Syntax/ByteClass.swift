@@ -52,12 +52,3 @@ public enum ByteClass {
         isVisibleASCII(byte) && byte != UInt8(ascii: "?") && byte != UInt8(ascii: "#") && byte != UInt8(ascii: "\\")
     }
 }
-
-extension Sequence<UInt8> {
-    /// Whether every byte is in `byteClass` (an empty sequence is).
-    @inlinable
-    public func all(_ byteClass: (UInt8) -> Bool) -> Bool {
-        for byte in self where !byteClass(byte) { return false }
-        return true
-    }
-}

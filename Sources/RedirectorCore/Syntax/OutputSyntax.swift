@@ -4,17 +4,17 @@ public enum OutputSyntax {
     /// Path text as a decision copies it from a request: no control byte, space or DEL (bytes
     /// 0x80–0xff pass, as they do in request paths).
     public static func isPathText(_ bytes: some Sequence<UInt8>) -> Bool {
-        bytes.all(ByteClass.isPathByte)
+        bytes.allSatisfy(ByteClass.isPathByte)
     }
 
     /// An RFC 9110 token (header name): one or more ``ByteClass/isTokenByte(_:)``.
     public static func isToken(_ bytes: some Collection<UInt8>) -> Bool {
-        !bytes.isEmpty && bytes.all(ByteClass.isTokenByte)
+        !bytes.isEmpty && bytes.allSatisfy(ByteClass.isTokenByte)
     }
 
     /// A configured header value: ``ByteClass/isFieldValueByte(_:)`` only (no CR, LF or other controls).
     public static func isFieldValue(_ bytes: some Sequence<UInt8>) -> Bool {
-        bytes.all(ByteClass.isFieldValueByte)
+        bytes.allSatisfy(ByteClass.isFieldValueByte)
     }
 
     /// A request target a decision may copy into a `Location`: starts with `/` and holds only
@@ -46,7 +46,7 @@ public enum OutputSyntax {
             index += 1
         }
         guard index > authorityStart, bytes[authorityStart] != UInt8(ascii: ":") else { return false }
-        return bytes[index...].all(ByteClass.isTargetPathByte)
+        return bytes[index...].allSatisfy(ByteClass.isTargetPathByte)
     }
 
     /// Whether a rewrite template's output starts with `/` (or is empty): a template that started
