@@ -29,10 +29,32 @@ struct InspectCommand: ParsableCommand {
         print("providers:")
         for (index, provider) in table.policy.providers.enumerated() {
             var line = "  [\(index)] \(strings.string(provider.name))\(provider.isActive ? "" : " (inactive)") priority=\(provider.priority)"
-            if !provider.targets.registry.isEmpty { line += " registry=\(strings.string(provider.targets.registry))" }
-            if !provider.targets.artifacts.isEmpty { line += " artifacts=\(strings.string(provider.targets.artifacts))" }
+            if !provider.targets.registry.isEmpty { line += " registry=\(table.describe(provider.targets.registry))" }
+            if !provider.targets.artifacts.isEmpty { line += " artifacts=\(table.describe(provider.targets.artifacts))" }
             if !provider.regionTargets.isEmpty { line += " regions=\(provider.regionTargets.count)" }
+            if !provider.regionOrders.isEmpty { line += " nearest-region=\(provider.regionOrders.count) located regions" }
             print(line)
+        }
+        let named = table.policy.pools.filter { !$0.name.isEmpty }
+        if !named.isEmpty {
+            print("pools:")
+            for pool in named {
+                var line = "  \(strings.string(pool.name))"
+                switch pool.fallback {
+                case .chain: break
+                case .pass: line += " fallback=pass"
+                case .pool(let next): line += " fallback=\(table.describe(next))"
+                }
+                print(line)
+                for member in pool.members {
+                    var text = "    [\(member.slot)] \(strings.string(member.url)) weight=\(member.weight) priority=\(member.priority)"
+                    if let check = member.health {
+                        text += " health=\(strings.string(check.method)) \(strings.string(check.url)) every \(check.intervalMilliseconds) ms"
+                            + " (timeout \(check.timeoutMilliseconds) ms, rise \(check.rise), fall \(check.fall))"
+                    }
+                    print(text)
+                }
+            }
         }
         print("routes:")
         for (index, route) in table.policy.routes.enumerated() {

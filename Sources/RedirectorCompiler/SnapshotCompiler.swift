@@ -40,9 +40,13 @@ public struct SnapshotCompiler {
         var strings = StringTableBuilder()
         let matches = try MatchTable(owned: owned, asnTable: asnTable, providerCount: providers.names.count,
                                      strings: &strings, configName: configName)
+        var prefixRegions: [Int32: Set<String>] = [:]
+        for candidate in owned where candidate.provider >= 0 && !candidate.region.isEmpty {
+            prefixRegions[candidate.provider, default: []].insert(candidate.region)
+        }
         let policy = try PolicyCompiler(config: config, configName: configName, baseDirectory: baseDirectory,
                                         providerNames: providers.names, providerConfigs: providers.configs,
-                                        hints: imported.hints)
+                                        hints: imported.hints, prefixRegions: prefixRegions)
             .compile(strings: &strings)
         try checkStrings(strings)
 

@@ -10,6 +10,7 @@ import Testing
     static func snapshotBytes(target: String = "https://registry.example", region: String = "us-east-1",
                               template: [String] = [], headerName: String = "X-Why", routeName: String = "r") -> [UInt8] {
         var strings = StringTableBuilder()
+        var pools = PoolListBuilder()
         let regionRef = strings.intern(region)
         let pattern = try! PathPattern(parsing: "/v2/{name}/{rest...}", strings: &strings)
         let parts: [TemplatePart] = template.map { piece in
@@ -20,7 +21,7 @@ import Testing
             default: return .literal(strings.intern(piece))
             }
         }
-        let provider = Provider(name: strings.intern("cloud"), targets: TargetHosts(registry: strings.intern(target)))
+        let provider = Provider(name: strings.intern("cloud"), targets: TargetHosts(registry: pools.single(target, strings: &strings)))
         let routes = [
             Route(name: strings.intern(routeName), methods: MethodFilter(methods: [strings.intern("GET")]), path: pattern,
                   clients: .any, action: .redirect(status: 302, target: .provider(.registry, provider: nil), path: parts, keepQuery: true)),
@@ -28,7 +29,7 @@ import Testing
                   action: .respond(status: 404, headers: [Header(name: strings.intern(headerName), value: strings.intern("no"))])),
         ]
         let contents = snapshotContents(entries: [(prefix("192.0.2.0/24"), 0)], valueCount: 1, strings: strings,
-                                        policy: Policy(providers: [provider], routes: routes),
+                                        policy: Policy(providers: [provider], routes: routes, pools: pools.pools),
                                         attributes: [MatchAttributes(provider: 0, region: regionRef)])
         return contents.encoded()
     }

@@ -8,14 +8,15 @@ import Testing
     /// using every kind of route part, client filter, action, fallback and trust entry.
     static func sample(createdAt: UInt64 = 1_700_000_123) throws -> (contents: SnapshotContents, policy: Policy) {
         var strings = StringTableBuilder()
+        var pools = PoolListBuilder()
         let amazon = strings.intern("amazon")
         let google = strings.intern("google")
         let usEast = strings.intern("us-east-1")
-        let registry = strings.intern("https://registry.amazon.example")
-        let artifacts = strings.intern("https://artifacts.amazon.example")
-        let regional = strings.intern("https://us-east-1.amazon.example")
-        let googleRegistry = strings.intern("https://registry.google.example")
-        let fallbackHost = strings.intern("https://fallback.example")
+        let registry = pools.single("https://registry.amazon.example", strings: &strings)
+        let artifacts = pools.single("https://artifacts.amazon.example", strings: &strings)
+        let regional = pools.single("https://us-east-1.amazon.example", strings: &strings)
+        let googleRegistry = pools.single("https://registry.google.example", strings: &strings)
+        let fallbackHost = pools.single("https://fallback.example", strings: &strings)
         let v2 = try PathPattern(parsing: "/v2/{rest...}", strings: &strings)
         let blob = try PathPattern(parsing: "/v2/{repo...}/blobs/{digest:digest}", strings: &strings)
         let file = try PathPattern(parsing: "/files/{name}", strings: &strings)
@@ -36,7 +37,7 @@ import Testing
                   clients: .matched, action: .redirect(status: 302, target: .provider(.registry, provider: nil), path: [], keepQuery: true)),
             Route(name: strings.intern("file"), methods: MethodFilter(methods: [strings.intern("GET")]), path: file,
                   clients: .exceptProviders([1]),
-                  action: .redirect(status: 308, target: .url(strings.intern("https://files.example/base")), path: [.path, .capture(0)], keepQuery: true)),
+                  action: .redirect(status: 308, target: .pool(pools.single("https://files.example/base", strings: &strings)), path: [.path, .capture(0)], keepQuery: true)),
             Route(name: strings.intern("unmatched"), methods: MethodFilter(methods: [], isNegated: true), path: catchAll,
                   clients: .unmatched, action: .pass),
             Route(name: strings.intern("rest"), methods: MethodFilter(methods: [], isNegated: true), path: catchAll,
@@ -44,7 +45,8 @@ import Testing
         ]
         let policy = Policy(providers: providers, routes: routes,
                             fallback: .redirect(TargetHosts(registry: fallbackHost)),
-                            trustedProxies: [prefix("10.0.0.0/8"), prefix("2001:db8::/32"), prefix("192.0.2.1/32")])
+                            trustedProxies: [prefix("10.0.0.0/8"), prefix("2001:db8::/32"), prefix("192.0.2.1/32")],
+                            pools: pools.pools)
         let attributes = [
             MatchAttributes(provider: -1, asn: 64_496),
             MatchAttributes(provider: 0, region: usEast, asn: 16_509),
@@ -194,15 +196,16 @@ import Testing
         try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: garbage))
         #expect(openError(garbage) == "\(garbage): not a Redirector snapshot (bad magic)")
         var future = bytes
-        future[8] = 3
+        let current = SnapshotFormat.version
+        future[8] = UInt8(current + 1)
         let newer = directory.appendingPathComponent("newer.rdb").path
         try Data(future).write(to: URL(fileURLWithPath: newer))
-        #expect(openError(newer) == "\(newer): format version 3, this build reads version 2")
+        #expect(openError(newer) == "\(newer): format version \(current + 1), this build reads version \(current)")
         var past = bytes
-        past[8] = 1
+        past[8] = UInt8(current - 1)
         let older = directory.appendingPathComponent("older.rdb").path
         try Data(past).write(to: URL(fileURLWithPath: older))
-        #expect(openError(older) == "\(older): format version 1, this build reads version 2: recompile it with this build's `redirector compile`")
+        #expect(openError(older) == "\(older): format version \(current - 1), this build reads version \(current): recompile it with this build's `redirector compile`")
     }
 
     @Test func headerMessages() throws {
@@ -210,11 +213,11 @@ import Testing
         var badMagic = bytes
         badMagic[0] = UInt8(ascii: "X")
         #expect(SnapshotTests.rejection(badMagic, "bad magic") == "damaged.rdb: not a Redirector snapshot (bad magic)")
-        for version: UInt32 in [0, 1, 3, 0x0100_0001, .max] {
+        for version: UInt32 in [0, 1, SnapshotFormat.version - 1, SnapshotFormat.version + 1, 0x0100_0001, .max] {
             var other = bytes
             withUnsafeBytes(of: version.littleEndian) { other.replaceSubrange(8..<12, with: $0) }
             let advice = version < SnapshotFormat.version ? ": recompile it with this build's `redirector compile`" : ""
-            #expect(SnapshotTests.rejection(other, "version \(version)") == "damaged.rdb: format version \(version), this build reads version 2" + advice)
+            #expect(SnapshotTests.rejection(other, "version \(version)") == "damaged.rdb: format version \(version), this build reads version \(SnapshotFormat.version)" + advice)
         }
         let longer = bytes + [0, 0, 0, 0, 0, 0, 0, 0]
         #expect(SnapshotTests.rejection(longer, "trailing bytes") == "damaged.rdb: has 8 trailing bytes after its \(bytes.count) bytes")

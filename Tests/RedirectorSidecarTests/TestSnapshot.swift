@@ -11,14 +11,15 @@ import RedirectorCore
 enum TestSnapshot {
     static func bytes(trusted: [String] = [], createdAt: UInt64 = 1_700_000_000, awsRegistry: String = "https://registry.aws.test") -> [UInt8] {
         var strings = StringTableBuilder()
+        var pools = PoolListBuilder()
         let aws = Provider(
             name: strings.intern("aws"),
-            targets: TargetHosts(registry: strings.intern(awsRegistry), artifacts: strings.intern("https://artifacts.aws.test")),
+            targets: TargetHosts(registry: pools.single(awsRegistry, strings: &strings), artifacts: pools.single("https://artifacts.aws.test", strings: &strings)),
             regionTargets: [RegionTarget(region: strings.intern("eu-west-1"),
-                                         targets: TargetHosts(registry: strings.intern("https://eu-west-1.registry.aws.test")))])
+                                         targets: TargetHosts(registry: pools.single("https://eu-west-1.registry.aws.test", strings: &strings)))])
         let gcp = Provider(
             name: strings.intern("gcp"),
-            targets: TargetHosts(registry: strings.intern("https://registry.gcp.test"), artifacts: strings.intern("https://artifacts.gcp.test/mirror")))
+            targets: TargetHosts(registry: pools.single("https://registry.gcp.test", strings: &strings), artifacts: pools.single("https://artifacts.gcp.test/mirror", strings: &strings)))
         let attributes = [
             MatchAttributes(provider: 0, region: strings.intern("us-east-1")),
             MatchAttributes(provider: 0, region: strings.intern("eu-west-1")),
@@ -49,7 +50,7 @@ enum TestSnapshot {
                   action: .redirect(status: 307, target: .provider(.artifacts, provider: nil), path: [], keepQuery: true)),
         ]
         let policy = Policy(providers: [aws, gcp], routes: routes, fallback: .pass,
-                            trustedProxies: trusted.compactMap { IPPrefix($0) })
+                            trustedProxies: trusted.compactMap { IPPrefix($0) }, pools: pools.pools)
         let contents = SnapshotContents(
             strings: strings, attributes: attributes,
             ipv4: PoptrieBuilder.build(family: .v4, entries: v4, valueCount: attributes.count),

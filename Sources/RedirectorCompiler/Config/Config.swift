@@ -19,6 +19,8 @@ public struct Config: Decodable, Sendable {
     public var defaults: DefaultsConfig?
     /// Trusted proxy prefixes for the sidecar's client address resolution.
     public var trustedProxies: [String]?
+    /// Named pools of mirrors, which targets can name with `{pool: NAME}`.
+    public var pools: [String: PoolConfig]?
 
     /// Loads and decodes a config file.
     public static func load(path: String) throws -> Config {
@@ -53,24 +55,114 @@ public struct ProviderConfig: Decodable, Sendable {
     public var active: Bool?
     /// Wins prefixes claimed by several providers (default 0).
     public var priority: Int32?
-    /// Registry target: a host name or an http(s) base URL.
-    public var registry: String?
+    /// Registry target: a host name, an http(s) base URL or `{pool: NAME}`.
+    public var registry: TargetConfig?
     /// Artifacts target.
-    public var artifacts: String?
+    public var artifacts: TargetConfig?
     /// Region-specific targets.
     public var regions: [String: TargetsConfig]?
     /// A CSV `region,url` table giving one class's region-specific targets.
     public var regionTable: RegionTableConfig?
     /// The provider's own sources (their prefixes belong to it).
     public var sources: [SourceConfig]?
+    /// Send a client whose region has no pool up to the nearest region that has one (default false).
+    public var nearestRegion: Bool?
+    /// Region locations that replace or add to the built-in table (`redirector regions`).
+    public var regionLocations: [String: LocationConfig]?
 }
 
 /// A pair of targets.
 public struct TargetsConfig: Decodable, Sendable {
     /// Registry target.
-    public var registry: String?
+    public var registry: TargetConfig?
     /// Artifacts target.
-    public var artifacts: String?
+    public var artifacts: TargetConfig?
+}
+
+/// A target: one URL (or bare host), or the name of a pool.
+public enum TargetConfig: Decodable, Sendable {
+    /// A host name or an http(s) base URL.
+    case url(String)
+    /// `{pool: NAME}`: a pool of ``Config/pools``.
+    case pool(String)
+
+    private enum Keys: String, CodingKey { case pool }
+
+    public init(from decoder: any Decoder) throws {
+        if let text = try? decoder.singleValueContainer().decode(String.self) {
+            self = .url(text)
+        } else {
+            self = .pool(try decoder.container(keyedBy: Keys.self).decode(String.self, forKey: .pool))
+        }
+    }
+}
+
+/// A point on the globe.
+public struct LocationConfig: Decodable, Sendable {
+    /// Degrees north, -90…90.
+    public var latitude: Double
+    /// Degrees east, -180…180.
+    public var longitude: Double
+}
+
+/// A pool of mirrors.
+public struct PoolConfig: Decodable, Sendable {
+    /// Its members.
+    public var members: [MemberConfig]
+    /// Health check for members that set none.
+    public var health: HealthCheckConfig?
+    /// When no member is up: `pass`, another pool's name, or (absent) the next step of the chain.
+    public var fallback: String?
+}
+
+/// A pool member.
+public struct MemberConfig: Decodable, Sendable {
+    /// Host name or http(s) base URL.
+    public var url: String
+    /// Share among members of equal priority (default 1).
+    public var weight: UInt32?
+    /// Lower is preferred (default 0).
+    public var priority: Int32?
+    /// Its health check (default: the pool's), or `false` for none.
+    public var health: MemberHealthConfig?
+}
+
+/// A member's `health`: a check, or `false` for none.
+public enum MemberHealthConfig: Decodable, Sendable {
+    /// No health check: always up.
+    case disabled
+    /// This check.
+    case check(HealthCheckConfig)
+
+    public init(from decoder: any Decoder) throws {
+        if let flag = try? decoder.singleValueContainer().decode(Bool.self) {
+            guard !flag else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                        debugDescription: "`health: true` means nothing; give a check or `false`"))
+            }
+            self = .disabled
+        } else {
+            self = .check(try HealthCheckConfig(from: decoder))
+        }
+    }
+}
+
+/// An HTTP health check.
+public struct HealthCheckConfig: Decodable, Sendable {
+    /// Path below the member's URL, or an absolute http(s) URL (default `/`).
+    public var path: String?
+    /// `GET` or `HEAD` (default `HEAD`).
+    public var method: String?
+    /// Between probes, e.g. `10s`, `500ms` (default 10s).
+    public var interval: String?
+    /// Per probe (default 2s).
+    public var timeout: String?
+    /// Successes that bring a member up (default 2).
+    public var rise: UInt8?
+    /// Failures that take a member down (default 3).
+    public var fall: UInt8?
+    /// Statuses that count as up (default 200–399).
+    public var expect: [UInt16]?
 }
 
 /// A CSV region table (`region,url` lines, header allowed), e.g. `aws-region-to-s3-bucket.csv`.
@@ -111,6 +203,8 @@ public struct RouteConfig: Decodable, Sendable {
     public var providers: [String]?
     /// Only clients not of these providers.
     public var exceptProviders: [String]?
+    /// Request headers the route requires: name → `{present: true}`, `{exact: V}` or `{prefix: V}`.
+    public var headers: [String: HeaderConditionConfig]?
     /// Redirect action.
     public var redirect: RedirectConfig?
     /// Fixed-answer action.
@@ -134,10 +228,22 @@ public struct OneOrMany: Decodable, Sendable {
     }
 }
 
+/// A header condition: exactly one of its keys.
+public struct HeaderConditionConfig: Decodable, Sendable {
+    /// `true`: the header is present.
+    public var present: Bool?
+    /// The value equals this.
+    public var exact: String?
+    /// The value starts with this.
+    public var prefix: String?
+}
+
 /// A redirect action.
 public struct RedirectConfig: Decodable, Sendable {
-    /// `registry`, `artifacts`, or a base URL.
-    public var to: String
+    /// `registry`, `artifacts`, a base URL, or `{pool: NAME}`.
+    public var to: TargetConfig
+    /// What the rendezvous hash of a pool's members uses: `{path}` (default) or a capture `{name}`.
+    public var hashOn: String?
     /// For `registry`/`artifacts`: always this provider's target instead of the client's provider's.
     public var provider: String?
     /// 301, 302, 303, 307 or 308 (default: `defaults.status`, else 302).
@@ -163,9 +269,9 @@ public struct DefaultsConfig: Decodable, Sendable {
     /// `pass` (default) or `redirect`: what a redirect does when the provider has no target.
     public var unmatched: String?
     /// Fallback registry target for `unmatched: redirect`.
-    public var registry: String?
+    public var registry: TargetConfig?
     /// Fallback artifacts target for `unmatched: redirect`.
-    public var artifacts: String?
+    public var artifacts: TargetConfig?
 }
 
 /// A config problem, naming the file and the place in it.
@@ -216,23 +322,32 @@ indirect enum ConfigSchema: Sendable {
     /// A mapping from free-form names to values.
     case dictionary(ConfigSchema)
 
-    static let targets = ConfigSchema.mapping(["registry": nil, "artifacts": nil])
+    static let target = ConfigSchema.mapping(["pool": nil])
+    static let targets = ConfigSchema.mapping(["registry": target, "artifacts": target])
+    static let healthCheck = ConfigSchema.mapping(["path": nil, "method": nil, "interval": nil, "timeout": nil, "rise": nil,
+                                                   "fall": nil, "expect": nil])
     static let source = ConfigSchema.mapping(["format": nil, "path": nil, "services": nil, "tags": nil, "region": nil])
     static let config = ConfigSchema.mapping([
         "version": nil, "keepUnassignedPrefixes": nil, "trustedProxies": nil,
+        "pools": .dictionary(.mapping([
+            "members": .list(.mapping(["url": nil, "weight": nil, "priority": nil, "health": healthCheck])),
+            "health": healthCheck, "fallback": nil,
+        ])),
         "providers": .list(.mapping([
-            "name": nil, "active": nil, "priority": nil, "registry": nil, "artifacts": nil,
+            "name": nil, "active": nil, "priority": nil, "registry": target, "artifacts": target,
             "regions": .dictionary(targets), "regionTable": .mapping(["path": nil, "class": nil]), "sources": .list(source),
+            "nearestRegion": nil, "regionLocations": .dictionary(.mapping(["latitude": nil, "longitude": nil])),
         ])),
         "sources": .list(source),
         "asnTable": .list(source),
         "routes": .list(.mapping([
             "name": nil, "path": nil, "methods": nil, "exceptMethods": nil, "clients": nil, "providers": nil,
             "exceptProviders": nil, "pass": nil,
-            "redirect": .mapping(["to": nil, "provider": nil, "status": nil, "rewrite": nil, "keepQuery": nil]),
+            "headers": .dictionary(.mapping(["present": nil, "exact": nil, "prefix": nil])),
+            "redirect": .mapping(["to": target, "provider": nil, "status": nil, "rewrite": nil, "keepQuery": nil, "hashOn": nil]),
             "respond": .mapping(["status": nil, "headers": nil]),
         ])),
-        "defaults": .mapping(["status": nil, "unmatched": nil, "registry": nil, "artifacts": nil]),
+        "defaults": .mapping(["status": nil, "unmatched": nil, "registry": target, "artifacts": target]),
     ])
 
     /// Throws for the first key the schema does not know, naming file, line and place.

@@ -9,8 +9,11 @@ struct PolicyCompiler {
     let providerNames: [String]
     let providerConfigs: [ProviderConfig?]
     let hints: [ProviderHint]
+    /// The regions each provider's prefixes name, by provider index (for `nearestRegion`).
+    let prefixRegions: [Int32: Set<String>]
 
     func compile(strings: inout StringTableBuilder) throws -> Policy {
+        var pools = try PoolCompiler(config: config.pools, configName: configName, strings: &strings)
         var providers: [Provider] = []
         for (index, name) in providerNames.enumerated() {
             let entry = providerConfigs[index]
@@ -18,8 +21,8 @@ struct PolicyCompiler {
             let hint = hints.last { $0.provider == name }
             var provider = Provider(name: strings.intern(name), isActive: entry?.active ?? true, priority: entry?.priority ?? 0)
             provider.targets = TargetHosts(
-                registry: try target(entry?.registry ?? hint?.registry, "\(place).registry", &strings),
-                artifacts: try target(entry?.artifacts ?? hint?.artifacts, "\(place).artifacts", &strings))
+                registry: try pools.target(entry?.registry ?? hint?.registry.map(TargetConfig.url), "\(place).registry", &strings),
+                artifacts: try pools.target(entry?.artifacts ?? hint?.artifacts.map(TargetConfig.url), "\(place).artifacts", &strings))
             var regions: [String: TargetsConfig] = entry?.regions ?? [:]
             if let table = entry?.regionTable {
                 guard let targetClass = TargetClass.allCases.first(where: { $0.name == table.class }) else {
@@ -27,7 +30,11 @@ struct PolicyCompiler {
                 }
                 for (region, url) in try readRegionTable(table.path, place: "\(place).regionTable") {
                     var targets = regions[region] ?? TargetsConfig()
-                    if targetClass == .registry { targets.registry = targets.registry ?? url } else { targets.artifacts = targets.artifacts ?? url }
+                    if targetClass == .registry {
+                        targets.registry = targets.registry ?? .url(url)
+                    } else {
+                        targets.artifacts = targets.artifacts ?? .url(url)
+                    }
                     regions[region] = targets
                 }
             }
@@ -35,8 +42,16 @@ struct PolicyCompiler {
                 let targets = regions[region] ?? TargetsConfig()
                 provider.regionTargets.append(RegionTarget(
                     region: strings.intern(region),
-                    targets: TargetHosts(registry: try target(targets.registry, "\(place).regions.\(region).registry", &strings),
-                                         artifacts: try target(targets.artifacts, "\(place).regions.\(region).artifacts", &strings))))
+                    targets: TargetHosts(registry: try pools.target(targets.registry, "\(place).regions.\(region).registry", &strings),
+                                         artifacts: try pools.target(targets.artifacts, "\(place).regions.\(region).artifacts", &strings))))
+            }
+            if entry?.nearestRegion == true {
+                provider.regionOrders = try RegionOrdering(
+                    regions: regions.keys.sorted(), clientRegions: prefixRegions[Int32(index)] ?? [],
+                    overrides: entry?.regionLocations ?? [:], place: place
+                ).orders(&strings)
+            } else if entry?.regionLocations != nil {
+                throw ConfigError(place: "\(place).regionLocations", message: "only used with 'nearestRegion: true'")
             }
             providers.append(provider)
         }
@@ -50,8 +65,8 @@ struct PolicyCompiler {
             fallback = .pass
         case "redirect":
             fallback = .redirect(TargetHosts(
-                registry: try target(defaults?.registry, "\(configName): defaults.registry", &strings),
-                artifacts: try target(defaults?.artifacts, "\(configName): defaults.artifacts", &strings)))
+                registry: try pools.target(defaults?.registry, "\(configName): defaults.registry", &strings),
+                artifacts: try pools.target(defaults?.artifacts, "\(configName): defaults.artifacts", &strings)))
         case let other:
             throw ConfigError(place: "\(configName): defaults.unmatched", message: "must be 'pass' or 'redirect', not '\(other)'")
         }
@@ -61,6 +76,7 @@ struct PolicyCompiler {
             let place = "\(configName): routes[\(index)]"
             let methods = try methodFilter(entry, place: place, &strings)
             let clients = try clientFilter(entry, place: place)
+            let headers = try headerConditions(entry, place: place, &strings)
             guard !entry.path.values.isEmpty else {  // `path: []` would drop the route silently
                 throw ConfigError(place: "\(place).path", message: "names no path pattern")
             }
@@ -71,8 +87,9 @@ struct PolicyCompiler {
                 } catch {
                     throw ConfigError(place: "\(place).path", message: "\(error)")
                 }
-                let action = try routeAction(entry, pattern: path, defaultStatus: defaultStatus, place: place, &strings)
-                routes.append(Route(name: strings.intern(entry.name), methods: methods, path: path, clients: clients, action: action))
+                let action = try routeAction(entry, pattern: path, defaultStatus: defaultStatus, place: place, &strings, &pools)
+                routes.append(Route(name: strings.intern(entry.name), methods: methods, path: path, clients: clients,
+                                    headers: headers, action: action))
             }
         }
 
@@ -83,16 +100,30 @@ struct PolicyCompiler {
             }
             trusted.append(prefix)
         }
-        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted)
+        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools.pools)
     }
 
-    /// Validates a target and returns it as an interned base URL (`https://` added to bare hosts).
-    func target(_ text: String?, _ place: String, _ strings: inout StringTableBuilder) throws -> StringRef {
-        guard let text, !text.isEmpty else { return .empty }
-        guard let url = RedirectTargetURL.normalize(text) else {
-            throw ConfigError(place: place, message: "'\(text)' is not a host name or an http(s) URL without query, fragment or credentials")
+    /// The route's header conditions, names lower-cased.
+    func headerConditions(_ entry: RouteConfig, place: String, _ strings: inout StringTableBuilder) throws -> [HeaderCondition] {
+        var conditions: [HeaderCondition] = []
+        for name in (entry.headers ?? [:]).keys.sorted() {
+            let here = "\(place).headers.\(name)"
+            guard OutputSyntax.isToken(name.utf8), let condition = entry.headers?[name] else {
+                throw ConfigError(place: here, message: "'\(name)' is not a header name")
+            }
+            let lowered = strings.intern(name.lowercased())
+            switch (condition.present, condition.exact, condition.prefix) {
+            case (true?, nil, nil):
+                conditions.append(HeaderCondition(name: lowered, match: .present))
+            case (nil, let value?, nil) where OutputSyntax.isFieldValue(value.utf8):
+                conditions.append(HeaderCondition(name: lowered, match: .exact(strings.intern(value))))
+            case (nil, nil, let value?) where OutputSyntax.isFieldValue(value.utf8) && !value.isEmpty:
+                conditions.append(HeaderCondition(name: lowered, match: .prefix(strings.intern(value))))
+            default:
+                throw ConfigError(place: here, message: "set exactly one of 'present: true', 'exact: VALUE', 'prefix: VALUE' (a non-empty value without control characters)")
+            }
         }
-        return strings.intern(url)
+        return conditions
     }
 
     func checkRedirectStatus(_ status: Int32, _ place: String) throws {
@@ -145,7 +176,7 @@ struct PolicyCompiler {
     }
 
     func routeAction(_ entry: RouteConfig, pattern: PathPattern, defaultStatus: Int32, place: String,
-                     _ strings: inout StringTableBuilder) throws -> RouteAction {
+                     _ strings: inout StringTableBuilder, _ pools: inout PoolCompiler) throws -> RouteAction {
         let actions = [entry.redirect != nil, entry.respond != nil, entry.pass == true].filter { $0 }.count
         guard actions == 1 else {
             throw ConfigError(place: place, message: "set exactly one of 'redirect', 'respond', 'pass: true'")
@@ -170,8 +201,8 @@ struct PolicyCompiler {
         try checkRedirectStatus(status, "\(place).redirect.status")
         let target: RedirectTarget
         switch redirect.to {
-        case "registry", "artifacts":
-            let targetClass: TargetClass = redirect.to == "registry" ? .registry : .artifacts
+        case .url(let name) where name == "registry" || name == "artifacts":
+            let targetClass: TargetClass = name == "registry" ? .registry : .artifacts
             var fixed: Int32?
             if let name = redirect.provider {
                 guard let index = providerNames.firstIndex(of: name) else {
@@ -184,13 +215,23 @@ struct PolicyCompiler {
             guard redirect.provider == nil else {
                 throw ConfigError(place: "\(place).redirect.provider", message: "only applies with 'to: registry' or 'to: artifacts'")
             }
-            target = .url(try self.target(redirect.to, "\(place).redirect.to", &strings))
+            let pool = try pools.target(redirect.to, "\(place).redirect.to", &strings)
+            guard !pool.isEmpty else { throw ConfigError(place: "\(place).redirect.to", message: "names no target") }
+            target = .pool(pool)
         }
         var template: [TemplatePart] = []
         if let rewrite = redirect.rewrite {
             template = try parseTemplate(rewrite, pattern: pattern, place: "\(place).redirect.rewrite", &strings)
         }
-        return .redirect(status: status, target: target, path: template, keepQuery: redirect.keepQuery ?? true)
+        var hashKey = HashKey.path
+        if let key = redirect.hashOn, key != "{path}" {
+            guard key.hasPrefix("{"), key.hasSuffix("}"),
+                  let index = pattern.captureNames.firstIndex(of: String(key.dropFirst().dropLast())) else {
+                throw ConfigError(place: "\(place).redirect.hashOn", message: "'\(key)' is not {path} or a capture of the path pattern (\(pattern.captureNames.map { "{\($0)}" }.joined(separator: ", ")))")
+            }
+            hashKey = .capture(index)
+        }
+        return .redirect(status: status, target: target, path: template, keepQuery: redirect.keepQuery ?? true, hashKey: hashKey)
     }
 
     /// `{name}` refers to a capture of the pattern, `{path}` to the whole request path.

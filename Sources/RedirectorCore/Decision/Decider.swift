@@ -6,11 +6,27 @@ extension Snapshot {
     ///   - client: the client address (already resolved by the host), nil when it was malformed.
     ///   - method: the request method bytes.
     ///   - target: the raw request target: path and optional `?query`.
+    ///   - headers: the request's headers — at least those named by ``Policy/headerNames``.
+    ///   - health: which pool members are down (``HealthView/allUp`` without health information).
     ///   - location: where the `Location` value is written for redirects; if it is too small nothing
     ///     is written and ``Decision/locationLength`` tells the size needed.
     /// - Returns: the decision. Never allocates.
+    @inline(__always)
     public func decide(client: IPAddress?, method: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer,
-                       location: UnsafeMutableRawBufferPointer) -> Decision {
+                       headers: UnsafeBufferPointer<RequestHeader> = UnsafeBufferPointer(start: nil, count: 0),
+                       health: HealthView = .allUp, location: UnsafeMutableRawBufferPointer) -> Decision {
+        var trace = NoDecisionTrace()
+        return decide(client: client, method: method, target: target, headers: headers, health: health,
+                      location: location, trace: &trace)
+    }
+
+    /// ``decide(client:method:target:headers:health:location:)``, telling `trace` every pool and
+    /// member it considered.
+    public func decide<Trace: DecisionTrace>(
+        client: IPAddress?, method: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer,
+        headers: UnsafeBufferPointer<RequestHeader>, health: HealthView, location: UnsafeMutableRawBufferPointer,
+        trace: inout Trace
+    ) -> Decision {
         var attributeIndex: UInt32?
         var attributes = MatchAttributes(provider: -1)
         if let client, let index = self.attributeIndex(client) {
@@ -31,6 +47,7 @@ extension Snapshot {
             for (index, route) in policy.routes.enumerated() {
                 guard route.methods.matches(method, strings: strings),
                       route.clients.matches(provider: providerIndex, isActive: isActive),
+                      route.headers.isEmpty || matches(route.headers, headers),
                       route.path.match(path, strings: strings, captures: captures)
                 else { continue }
                 var decision = Decision.pass(attributeIndex, attributes)
@@ -42,15 +59,21 @@ extension Snapshot {
                     decision.action = .respond
                     decision.status = status
                     return decision
-                case .redirect(let status, let redirectTarget, let template, let keepQuery):
+                case .redirect(let status, let redirectTarget, let template, let keepQuery, let hashKey):
                     guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
-                    let base = resolve(redirectTarget, client: attributes, isActive: isActive)
-                    guard !base.isEmpty else { return decision }
+                    let key = ObjectKey(bytes: hashKey == .path ? path : captured(hashKey, path, captures))
+                    var selector = MemberSelector(pools: policy.pools, health: health, key: key)
+                    let choice = selector.resolve(redirectTarget, policy: policy, client: attributes, isActive: isActive,
+                                                  trace: &trace)
+                    decision.step = choice.step
+                    guard let member = choice.member else { return decision }
                     decision.action = .redirect
                     decision.status = status
-                    decision.target = base
+                    decision.target = member.url
+                    decision.pool = choice.pool
+                    decision.member = Int32(bitPattern: member.slot)
                     decision.locationLength = writeLocation(
-                        base: base, template: template, path: path, captures: captures,
+                        base: member.url, template: template, path: path, captures: captures,
                         query: keepQuery ? query : UnsafeRawBufferPointer(rebasing: query[..<query.startIndex]),
                         into: location)
                     return decision
@@ -60,25 +83,24 @@ extension Snapshot {
         }
     }
 
-    /// The base URL a redirect goes to, or empty when the policy's fallback passes.
+    /// The bytes of capture `key` (the path for ``HashKey/path``).
     @inline(__always)
-    func resolve(_ target: RedirectTarget, client: MatchAttributes, isActive: Bool) -> StringRef {
-        switch target {
-        case .url(let url):
-            return url
-        case .provider(let targetClass, let fixed):
-            let index = fixed ?? client.provider
-            if index >= 0 {
-                let provider = policy.providers[Int(index)]
-                if provider.isActive {
-                    let region = index == client.provider ? client.region : .empty
-                    let host = provider.target(targetClass, region: region)
-                    if !host.isEmpty { return host }
+    func captured(_ key: HashKey, _ path: UnsafeRawBufferPointer, _ captures: UnsafeMutableBufferPointer<Range<Int>>) -> UnsafeRawBufferPointer {
+        guard case .capture(let index) = key, index < captures.count else { return path }
+        return UnsafeRawBufferPointer(rebasing: path[captures[index]])
+    }
+
+    /// Whether the request's headers satisfy every condition.
+    func matches(_ conditions: [HeaderCondition], _ headers: UnsafeBufferPointer<RequestHeader>) -> Bool {
+        conditions.allSatisfy { condition in
+            let name = strings.bytes(condition.name)
+            return headers.contains { header in
+                guard Bytes.equalIgnoringCase(header.name, lowered: name) else { return false }
+                switch condition.match {
+                case .present: return true
+                case .exact(let value): return Bytes.equal(header.value, strings.bytes(value))
+                case .prefix(let value): return Bytes.hasPrefix(header.value, strings.bytes(value))
                 }
-            }
-            switch policy.fallback {
-            case .pass: return .empty
-            case .redirect(let hosts): return hosts[targetClass]
             }
         }
     }
@@ -132,22 +154,28 @@ extension Snapshot {
 
 extension Snapshot {
     /// Decides a request given as text and explains the result (allocates; not for the hot path).
-    public func explain(client: String, method: String, target: String) -> DecisionExplanation {
-        explain(client: IPAddress(client), method: method, target: target)
+    public func explain(client: String, method: String, target: String, headers: [(name: String, value: String)] = [],
+                        health: HealthView = .allUp) -> DecisionExplanation {
+        explain(client: IPAddress(client), method: method, target: target, headers: headers, health: health)
     }
 
     /// Decides a request with an already-resolved client address and explains the result.
-    public func explain(client: IPAddress?, method: String, target: String) -> DecisionExplanation {
-        var method = method
-        var target = target
+    public func explain(client: IPAddress?, method: String, target: String, headers: [(name: String, value: String)] = [],
+                        health: HealthView = .allUp) -> DecisionExplanation {
+        let methodBytes = Array(method.utf8)
+        let targetBytes = Array(target.utf8)
+        let headerBytes = headers.map { (Array($0.name.utf8), Array($0.value.utf8)) }
         var capacity = 512
         while true {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 1)
             defer { buffer.deallocate() }
-            let decision = method.withUTF8 { methodBytes in
-                target.withUTF8 { targetBytes in
-                    decide(client: client, method: UnsafeRawBufferPointer(methodBytes),
-                           target: UnsafeRawBufferPointer(targetBytes), location: buffer)
+            var trace = RecordedDecisionTrace()
+            let decision = methodBytes.withUnsafeBytes { methodBytes in
+                targetBytes.withUnsafeBytes { targetBytes in
+                    withRequestHeaders(headerBytes) { fields in
+                        decide(client: client, method: methodBytes, target: targetBytes, headers: fields, health: health,
+                               location: buffer, trace: &trace)
+                    }
                 }
             }
             if decision.action == .redirect && decision.locationLength > capacity {
@@ -157,16 +185,52 @@ extension Snapshot {
             let location = decision.action == .redirect
                 ? String(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<decision.locationLength]), as: UTF8.self)
                 : nil
-            var headers: [(name: String, value: String)] = []
+            var responseHeaders: [(name: String, value: String)] = []
             if decision.action == .respond, case .respond(_, let list) = policy.routes[Int(decision.route)].action {
-                headers = list.map { (strings.string($0.name), strings.string($0.value)) }
+                responseHeaders = list.map { (strings.string($0.name), strings.string($0.value)) }
             }
-            return DecisionExplanation(
+            var explanation = DecisionExplanation(
                 action: decision.action.name, status: Int(decision.status), location: location,
                 provider: providerName(decision.attributes.provider), region: strings.string(decision.attributes.region),
                 prefix: matchedPrefix(of: decision, client: client), asn: decision.attributes.asn,
                 route: decision.route >= 0 ? strings.string(policy.routes[Int(decision.route)].name) : "",
-                target: strings.string(decision.target), headers: headers)
+                target: strings.string(decision.target), headers: responseHeaders)
+            explanation.pool = poolName(decision.pool)
+            explanation.step = decision.step
+            explanation.skipped = trace.skips.map { skip in
+                let pool = poolName(skip.pool)
+                return "\(strings.string(skip.member.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
+            }
+            return explanation
         }
     }
+
+    /// A pool as people read it: the URL of a single-URL pool, `pool:NAME` for a named one, "" for none.
+    public func describe(_ reference: PoolRef) -> String {
+        guard let index = reference.index, index < policy.pools.count else { return "" }
+        let pool = policy.pools[index]
+        return pool.name.isEmpty ? strings.string(pool.members[0].url) : "pool:\(strings.string(pool.name))"
+    }
+
+    /// The name of a pool, "" for an unnamed one or none.
+    public func poolName(_ reference: PoolRef) -> String {
+        guard let index = reference.index, index < policy.pools.count else { return "" }
+        return strings.string(policy.pools[index].name)
+    }
+}
+
+/// Calls `body` with `headers` as ``RequestHeader``s (the byte arrays stay alive during the call).
+func withRequestHeaders<Result>(_ headers: [([UInt8], [UInt8])], _ body: (UnsafeBufferPointer<RequestHeader>) -> Result) -> Result {
+    var fields: [RequestHeader] = []
+    fields.reserveCapacity(headers.count)
+    func collect(_ index: Int) -> Result {
+        guard index < headers.count else { return fields.withUnsafeBufferPointer(body) }
+        return headers[index].0.withUnsafeBytes { name in
+            headers[index].1.withUnsafeBytes { value in
+                fields.append(RequestHeader(name: name, value: value))
+                return collect(index + 1)
+            }
+        }
+    }
+    return collect(0)
 }

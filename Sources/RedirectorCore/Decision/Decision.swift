@@ -30,15 +30,22 @@ public struct Decision: Hashable, Sendable {
     public var attributes: MatchAttributes
     /// Index of the deciding route, -1 when none matched.
     public var route: Int32
-    /// Base URL of the redirect target (empty unless redirecting).
+    /// Base URL of the redirect target: the chosen member's (empty unless redirecting).
     public var target: StringRef
+    /// The pool the member was chosen from (none unless redirecting).
+    public var pool: PoolRef
+    /// The chosen member's ``PoolMember/slot``, -1 unless redirecting.
+    public var member: Int32
+    /// Which step of the fallback chain gave the target; ``FallbackStep/pass`` when every
+    /// candidate was down and the request passes.
+    public var step: FallbackStep
     /// Length of the `Location` value; it was written only if it fit the buffer.
     public var locationLength: Int
 
     /// A pass decision with no route.
     static func pass(_ attributeIndex: UInt32?, _ attributes: MatchAttributes) -> Decision {
         Decision(action: .pass, status: 0, attributeIndex: attributeIndex, attributes: attributes, route: -1, target: .empty,
-                 locationLength: 0)
+                 pool: .none, member: -1, step: .none, locationLength: 0)
     }
 }
 
@@ -64,6 +71,12 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
     public var target: String
     /// Extra response headers of a `respond` route.
     public var headers: [(name: String, value: String)]
+    /// Name of the pool the target came from, empty for a pool of one URL or none.
+    public var pool: String = ""
+    /// The fallback step that gave the target (``FallbackStep/name``).
+    public var step: FallbackStep = .none
+    /// Members passed over, as `url (pool): reason`.
+    public var skipped: [String] = []
 
     public static func == (lhs: DecisionExplanation, rhs: DecisionExplanation) -> Bool {
         lhs.description == rhs.description
@@ -83,6 +96,9 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
         fields.append("asn=\(asn == 0 ? "-" : "\(asn)")")
         fields.append("route=\(route.isEmpty ? "-" : route)")
         if !target.isEmpty { fields.append("target=\(target)") }
+        if !pool.isEmpty { fields.append("pool=\(pool)") }
+        if step != .none && step != .primary { fields.append("step=\(step.name)") }
+        for skip in skipped { fields.append("skipped=\(skip)") }
         for header in headers { fields.append("header=\(header.name): \(header.value)") }
         return fields.joined(separator: " ")
     }

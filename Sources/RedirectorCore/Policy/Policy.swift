@@ -8,12 +8,37 @@ public struct Policy: Hashable, Sendable {
     public var fallback: FallbackAction
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` / Envoy headers are believed (see ``ClientAddressResolver``).
     public var trustedProxies: [IPPrefix]
+    /// Every target: pools of mirrors (a target written as one URL is a pool of one).
+    public private(set) var pools: [Pool]
+    /// Number of pool members across all pools: the size of a health state.
+    public private(set) var memberCount: Int
+    /// The lower-case names of the headers routes look at, each once: what backends pass in.
+    public private(set) var headerNames: [StringRef]
 
-    /// Creates a policy.
-    public init(providers: [Provider], routes: [Route], fallback: FallbackAction = .pass, trustedProxies: [IPPrefix] = []) {
+    /// Creates a policy. Members are numbered (``PoolMember/slot``) across the pools in order.
+    public init(providers: [Provider], routes: [Route], fallback: FallbackAction = .pass, trustedProxies: [IPPrefix] = [],
+                pools: [Pool] = []) {
         self.providers = providers
         self.routes = routes
         self.fallback = fallback
         self.trustedProxies = trustedProxies
+        var slot: UInt32 = 0
+        self.pools = pools.map { pool in
+            var pool = pool
+            for index in pool.members.indices {
+                pool.members[index].slot = slot
+                slot &+= 1
+            }
+            return pool
+        }
+        self.memberCount = Int(slot)
+        var names: [StringRef] = []
+        for route in routes {
+            for condition in route.headers where !names.contains(condition.name) { names.append(condition.name) }
+        }
+        self.headerNames = names
     }
+
+    /// All members, in slot order.
+    public var members: [PoolMember] { pools.flatMap(\.members) }
 }

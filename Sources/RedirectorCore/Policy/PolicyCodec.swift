@@ -10,7 +10,13 @@ enum WireTag {
     /// ``RouteAction``.
     enum RouteAction: UInt8 { case pass = 0, respond, redirect }
     /// ``RedirectTarget``.
-    enum RedirectTarget: UInt8 { case provider = 0, url }
+    enum RedirectTarget: UInt8 { case provider = 0, pool }
+    /// ``HashKey``.
+    enum HashKey: UInt8 { case path = 0, capture }
+    /// ``HeaderCondition/Match``.
+    enum HeaderMatch: UInt8 { case present = 0, exact, prefix }
+    /// ``PoolFallback``.
+    enum PoolFallback: UInt8 { case chain = 0, pool, pass }
     /// ``TemplatePart``.
     enum TemplatePart: UInt8 { case literal = 0, capture, path }
     /// ``FallbackAction``.
@@ -36,6 +42,34 @@ extension ByteReader {
 extension Policy {
     /// Serializes the policy (strings are references into the snapshot's string table).
     func encode(into writer: inout ByteWriter) {
+        writer.write(UInt32(pools.count))
+        for pool in pools {
+            writer.write(pool.name)
+            switch pool.fallback {
+            case .chain: writer.write(WireTag.PoolFallback.chain)
+            case .pool(let next):
+                writer.write(WireTag.PoolFallback.pool)
+                writer.write(next.raw)
+            case .pass: writer.write(WireTag.PoolFallback.pass)
+            }
+            writer.write(UInt32(pool.members.count))
+            for member in pool.members {
+                writer.write(member.url)
+                writer.write(member.weight)
+                writer.write(member.priority)
+                writer.write(UInt8(member.health == nil ? 0 : 1))
+                if let check = member.health {
+                    writer.write(check.url)
+                    writer.write(check.method)
+                    writer.write(check.intervalMilliseconds)
+                    writer.write(check.timeoutMilliseconds)
+                    writer.write(check.rise)
+                    writer.write(check.fall)
+                    writer.write(UInt32(check.expectedStatuses.count))
+                    for status in check.expectedStatuses { writer.write(status) }
+                }
+            }
+        }
         writer.write(UInt32(providers.count))
         for provider in providers {
             writer.write(provider.name)
@@ -46,6 +80,12 @@ extension Policy {
             for entry in provider.regionTargets {
                 writer.write(entry.region)
                 writer.write(entry.targets)
+            }
+            writer.write(UInt32(provider.regionOrders.count))
+            for order in provider.regionOrders {
+                writer.write(order.region)
+                writer.write(UInt32(order.nearest.count))
+                for index in order.nearest { writer.write(index) }
             }
         }
         writer.write(UInt32(routes.count))
@@ -75,6 +115,20 @@ extension Policy {
                 writer.write(WireTag.ClientFilter.exceptProviders)
                 writer.write(indices: list)
             }
+            writer.write(UInt32(route.headers.count))
+            for condition in route.headers {
+                writer.write(condition.name)
+                switch condition.match {
+                case .present:
+                    writer.write(WireTag.HeaderMatch.present)
+                case .exact(let value):
+                    writer.write(WireTag.HeaderMatch.exact)
+                    writer.write(value)
+                case .prefix(let value):
+                    writer.write(WireTag.HeaderMatch.prefix)
+                    writer.write(value)
+                }
+            }
             switch route.action {
             case .pass:
                 writer.write(WireTag.RouteAction.pass)
@@ -86,7 +140,7 @@ extension Policy {
                     writer.write(header.name)
                     writer.write(header.value)
                 }
-            case .redirect(let status, let target, let path, let keepQuery):
+            case .redirect(let status, let target, let path, let keepQuery, let hashKey):
                 writer.write(WireTag.RouteAction.redirect)
                 writer.write(status)
                 switch target {
@@ -94,9 +148,9 @@ extension Policy {
                     writer.write(WireTag.RedirectTarget.provider)
                     writer.write(targetClass.rawValue)
                     writer.write(provider ?? -1)
-                case .url(let reference):
-                    writer.write(WireTag.RedirectTarget.url)
-                    writer.write(reference)
+                case .pool(let reference):
+                    writer.write(WireTag.RedirectTarget.pool)
+                    writer.write(reference.raw)
                 }
                 writer.write(UInt32(path.count))
                 for part in path {
@@ -112,6 +166,12 @@ extension Policy {
                     }
                 }
                 writer.write(UInt8(keepQuery ? 1 : 0))
+                switch hashKey {
+                case .path: writer.write(WireTag.HashKey.path)
+                case .capture(let index):
+                    writer.write(WireTag.HashKey.capture)
+                    writer.write(UInt32(index))
+                }
             }
         }
         switch fallback {
@@ -141,8 +201,15 @@ extension Policy {
         func string(_ place: @autoclosure () -> String) throws -> StringRef {
             try strings.validate(StringRef(offset: try reader.read(), length: try reader.read()), "policy section: \(place())")
         }
+        var pools: [Pool] = []
+        /// A pool reference: none, or a pool read above.
+        func pool(_ place: @autoclosure () -> String) throws -> PoolRef {
+            let reference = PoolRef(raw: try reader.read())
+            guard reference.isEmpty || reference.raw <= pools.count else { throw fail("\(place()) names pool \(reference.raw - 1)") }
+            return reference
+        }
         func hosts(_ place: String) throws -> TargetHosts {
-            TargetHosts(registry: try url("\(place) registry"), artifacts: try url("\(place) artifacts"))
+            TargetHosts(registry: try pool("\(place) registry"), artifacts: try pool("\(place) artifacts"))
         }
         /// A redirect target: empty, or an http(s) base URL (see ``OutputSyntax/isTargetURL(_:)``).
         func url(_ place: @autoclosure () -> String) throws -> StringRef {
@@ -158,6 +225,53 @@ extension Policy {
             return value
         }
 
+        var fallbacks: [PoolRef] = []  // checked once every pool is read
+        for index in 0..<(try reader.readCount(minimumElementSize: 13)) {
+            let place = "pool \(index)"
+            let name = try string("\(place) name")
+            let fallback: PoolFallback
+            switch try reader.read(WireTag.PoolFallback.self, else: { fail("\(place) has fallback kind \($0)") }) {
+            case .chain: fallback = .chain
+            case .pass: fallback = .pass
+            case .pool:
+                let next = PoolRef(raw: try reader.read())
+                fallbacks.append(next)
+                fallback = .pool(next)
+            }
+            var members: [PoolMember] = []
+            for memberIndex in 0..<(try reader.readCount(minimumElementSize: 17)) {
+                let memberPlace = "\(place) member \(memberIndex)"
+                let target = try url("\(memberPlace) url")
+                guard !target.isEmpty else { throw fail("\(memberPlace) has an empty URL") }
+                let weight: UInt32 = try reader.read()
+                guard weight >= 1 else { throw fail("\(memberPlace) has weight 0") }
+                let priority: Int32 = try reader.read()
+                var check: HealthCheck?
+                if try reader.read(UInt8.self) != 0 {
+                    let probe = try url("\(memberPlace) health url")
+                    let method = try string("\(memberPlace) health method")
+                    guard !probe.isEmpty, ["GET", "HEAD"].contains(strings.string(method)) else {
+                        throw fail("\(memberPlace) has a bad health check")
+                    }
+                    let interval: UInt32 = try reader.read()
+                    let timeout: UInt32 = try reader.read()
+                    let rise: UInt8 = try reader.read()
+                    let fall: UInt8 = try reader.read()
+                    let statuses = try (0..<(try reader.readCount(minimumElementSize: 2))).map { _ in try reader.read(UInt16.self) }
+                    guard interval > 0, timeout > 0, rise > 0, fall > 0, statuses.allSatisfy({ (100...599).contains($0) }) else {
+                        throw fail("\(memberPlace) has a bad health check")
+                    }
+                    check = HealthCheck(url: probe, method: method, intervalMilliseconds: interval, timeoutMilliseconds: timeout,
+                                        rise: rise, fall: fall, expectedStatuses: statuses)
+                }
+                members.append(PoolMember(url: target, weight: weight, priority: priority,
+                                          seed: PoolMember.seed(url: strings.bytes(target)), slot: 0, health: check))
+            }
+            guard !members.isEmpty else { throw fail("\(place) has no members") }
+            pools.append(Pool(name: name, members: members, fallback: fallback))
+        }
+        guard fallbacks.allSatisfy({ !$0.isEmpty && $0.raw <= pools.count }) else { throw fail("a pool's fallback names no pool") }
+
         var providers: [Provider] = []
         for index in 0..<(try reader.readCount(minimumElementSize: 29)) {
             let name = try string("provider \(index) name")
@@ -165,10 +279,18 @@ extension Policy {
             let priority: Int32 = try reader.read()
             let targets = try hosts("provider \(index)")
             var regions: [RegionTarget] = []
-            for _ in 0..<(try reader.readCount(minimumElementSize: 24)) {
+            for _ in 0..<(try reader.readCount(minimumElementSize: 16)) {
                 regions.append(RegionTarget(region: try string("provider \(index) region"), targets: try hosts("provider \(index) region")))
             }
-            providers.append(Provider(name: name, isActive: isActive != 0, priority: priority, targets: targets, regionTargets: regions))
+            var orders: [RegionOrder] = []
+            for _ in 0..<(try reader.readCount(minimumElementSize: 12)) {
+                let region = try string("provider \(index) region order")
+                let nearest = try (0..<(try reader.readCount(minimumElementSize: 2))).map { _ in try reader.read(UInt16.self) }
+                guard nearest.allSatisfy({ Int($0) < regions.count }) else { throw fail("provider \(index) orders a region it does not have") }
+                orders.append(RegionOrder(region: region, nearest: nearest))
+            }
+            providers.append(Provider(name: name, isActive: isActive != 0, priority: priority, targets: targets, regionTargets: regions,
+                                      regionOrders: orders))
         }
         func providerIndex(_ value: Int32, _ place: String) throws -> Int32 {
             guard value >= 0 && Int(value) < providers.count else { throw fail("\(place) names provider \(value)") }
@@ -206,6 +328,18 @@ extension Policy {
             case .providers: clients = .providers(try indices(place))
             case .exceptProviders: clients = .exceptProviders(try indices(place))
             }
+            var conditions: [HeaderCondition] = []
+            for _ in 0..<(try reader.readCount(minimumElementSize: 9)) {
+                let name = try string("\(place) header condition")
+                guard OutputSyntax.isToken(strings.bytes(name)), !strings.string(name).contains(where: \.isUppercase) else {
+                    throw fail("\(place) has an invalid header condition name")
+                }
+                switch try reader.read(WireTag.HeaderMatch.self, else: { fail("\(place) has header match kind \($0)") }) {
+                case .present: conditions.append(HeaderCondition(name: name, match: .present))
+                case .exact: conditions.append(HeaderCondition(name: name, match: .exact(try string("\(place) header value"))))
+                case .prefix: conditions.append(HeaderCondition(name: name, match: .prefix(try string("\(place) header value"))))
+                }
+            }
             let action: RouteAction
             switch try reader.read(WireTag.RouteAction.self, else: { fail("\(place) has action kind \($0)") }) {
             case .pass:
@@ -227,10 +361,10 @@ extension Policy {
                     guard let targetClass = TargetClass(rawValue: try reader.read()) else { throw fail("\(place) has a bad target class") }
                     let fixed: Int32 = try reader.read()
                     target = .provider(targetClass, provider: fixed < 0 ? nil : try providerIndex(fixed, place))
-                case .url:
-                    let url = try url("\(place) target")
-                    guard !url.isEmpty else { throw fail("\(place) redirects to an empty URL") }
-                    target = .url(url)
+                case .pool:
+                    let reference = try pool("\(place) target")
+                    guard !reference.isEmpty else { throw fail("\(place) redirects to no pool") }
+                    target = .pool(reference)
                 }
                 var template: [TemplatePart] = []
                 for _ in 0..<(try reader.readCount(minimumElementSize: 1)) {
@@ -250,11 +384,19 @@ extension Policy {
                     throw fail("\(place) has a path template that does not start with '/' or {path}")
                 }
                 let keepQuery: UInt8 = try reader.read()
-                action = .redirect(status: code, target: target, path: template, keepQuery: keepQuery != 0)
+                let hashKey: HashKey
+                switch try reader.read(WireTag.HashKey.self, else: { fail("\(place) has hash key kind \($0)") }) {
+                case .path: hashKey = .path
+                case .capture:
+                    let capture = Int(try reader.read(UInt32.self))
+                    guard capture < captureCount else { throw fail("\(place) hashes capture \(capture)") }
+                    hashKey = .capture(capture)
+                }
+                action = .redirect(status: code, target: target, path: template, keepQuery: keepQuery != 0, hashKey: hashKey)
             }
             let pattern = PathPattern(parts: parts, captureNames: (0..<captureCount).map { "\($0)" })
             routes.append(Route(name: name, methods: MethodFilter(methods: methods, isNegated: negated != 0),
-                                path: pattern, clients: clients, action: action))
+                                path: pattern, clients: clients, headers: conditions, action: action))
         }
         let fallback: FallbackAction
         switch try reader.read(WireTag.Fallback.self, else: { fail("fallback kind \($0)") }) {
@@ -280,7 +422,7 @@ extension Policy {
             trusted.append(IPPrefix(network: address, length: length))
         }
         guard reader.isAtEnd else { throw fail("has trailing bytes") }
-        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted)
+        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools)
     }
 }
 
@@ -293,8 +435,8 @@ extension ByteWriter {
 
     /// Writes a pair of targets.
     mutating func write(_ hosts: TargetHosts) {
-        write(hosts.registry)
-        write(hosts.artifacts)
+        write(hosts.registry.raw)
+        write(hosts.artifacts.raw)
     }
 
     /// Writes a counted list of string references.

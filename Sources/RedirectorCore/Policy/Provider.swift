@@ -9,22 +9,22 @@ public enum TargetClass: UInt8, Sendable, CaseIterable {
     public var name: String { self == .registry ? "registry" : "artifacts" }
 }
 
-/// Redirect targets for one class each; empty references mean "none".
+/// Redirect targets (pools) for one class each; ``PoolRef/none`` means "none".
 public struct TargetHosts: Hashable, Sendable {
-    /// Base URL for registry requests, e.g. `https://registry.example`.
-    public var registry: StringRef
-    /// Base URL for artifact requests.
-    public var artifacts: StringRef
+    /// Pool of registry requests, e.g. one member `https://registry.example`.
+    public var registry: PoolRef
+    /// Pool of artifact requests.
+    public var artifacts: PoolRef
 
     /// Creates a pair of targets.
-    public init(registry: StringRef = .empty, artifacts: StringRef = .empty) {
+    public init(registry: PoolRef = .none, artifacts: PoolRef = .none) {
         self.registry = registry
         self.artifacts = artifacts
     }
 
     /// The target for `targetClass`.
     @inline(__always)
-    public subscript(targetClass: TargetClass) -> StringRef {
+    public subscript(targetClass: TargetClass) -> PoolRef {
         targetClass == .registry ? registry : artifacts
     }
 }
@@ -41,28 +41,37 @@ public struct Provider: Hashable, Sendable {
     public var targets: TargetHosts
     /// Region-specific targets; a class left empty falls back to ``targets``.
     public var regionTargets: [RegionTarget]
+    /// For each region with a known location: the other regions with targets, nearest first.
+    /// Empty unless the provider's fallback chain has the `nearest-region` step.
+    public var regionOrders: [RegionOrder]
 
     /// Creates a provider.
     public init(name: StringRef, isActive: Bool = true, priority: Int32 = 0, targets: TargetHosts = TargetHosts(),
-                regionTargets: [RegionTarget] = []) {
+                regionTargets: [RegionTarget] = [], regionOrders: [RegionOrder] = []) {
         self.name = name
         self.isActive = isActive
         self.priority = priority
         self.targets = targets
         self.regionTargets = regionTargets
+        self.regionOrders = regionOrders
     }
 
-    /// The target for a client of this provider in `region` (empty when none).
+    /// The region-specific pool for a client in `region` (none when the region has none for the class).
     @inline(__always)
-    public func target(_ targetClass: TargetClass, region: StringRef) -> StringRef {
-        if !region.isEmpty {
-            for entry in regionTargets where entry.region == region {
-                let target = entry.targets[targetClass]
-                if !target.isEmpty { return target }
-                break
-            }
+    public func regionTarget(_ targetClass: TargetClass, region: StringRef) -> PoolRef {
+        guard !region.isEmpty else { return .none }
+        for entry in regionTargets where entry.region == region {
+            return entry.targets[targetClass]
         }
-        return targets[targetClass]
+        return .none
+    }
+
+    /// The regions nearest to `region` (indices into ``regionTargets``), empty when unknown.
+    @inline(__always)
+    public func nearestRegions(to region: StringRef) -> [UInt16] {
+        guard !region.isEmpty else { return [] }
+        for order in regionOrders where order.region == region { return order.nearest }
+        return []
     }
 }
 

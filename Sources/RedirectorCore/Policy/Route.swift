@@ -64,11 +64,43 @@ public enum TemplatePart: Hashable, Sendable {
 
 /// Where a redirect goes.
 public enum RedirectTarget: Hashable, Sendable {
-    /// A host of a provider: of the client's own provider (`provider == nil`) or of a fixed one.
+    /// A target of a provider: of the client's own provider (`provider == nil`) or of a fixed one.
     /// Region-specific targets apply when the client belongs to that provider.
     case provider(TargetClass, provider: Int32?)
-    /// A fixed base URL.
-    case url(StringRef)
+    /// A fixed pool (one member for a target written as a URL).
+    case pool(PoolRef)
+}
+
+/// What the rendezvous hash of a redirect to a pool is computed on: one object, one mirror.
+public enum HashKey: Hashable, Sendable {
+    /// The request path, without the query.
+    case path
+    /// Capture `index` of the route's path pattern (e.g. `{digest}`).
+    case capture(Int)
+}
+
+/// A condition on a request header.
+public struct HeaderCondition: Hashable, Sendable {
+    /// How the header's value is compared.
+    public enum Match: Hashable, Sendable {
+        /// The header is present, whatever its value.
+        case present
+        /// The value equals this, byte for byte.
+        case exact(StringRef)
+        /// The value starts with this, byte for byte.
+        case prefix(StringRef)
+    }
+
+    /// The header name, lower case (names compare case-insensitively).
+    public var name: StringRef
+    /// The comparison.
+    public var match: Match
+
+    /// Creates a condition.
+    public init(name: StringRef, match: Match) {
+        self.name = name
+        self.match = match
+    }
 }
 
 /// What a route does with the requests it matches.
@@ -77,8 +109,8 @@ public enum RouteAction: Hashable, Sendable {
     case pass
     /// Answer `status` with `headers` and no body (e.g. 404, 405, or 200 for `/v2/`).
     case respond(status: Int32, headers: [Header])
-    /// Answer `status` with `Location: <target><path>[?query]`.
-    case redirect(status: Int32, target: RedirectTarget, path: [TemplatePart], keepQuery: Bool)
+    /// Answer `status` with `Location: <member><path>[?query]`, the member chosen by hashing `hashKey`.
+    case redirect(status: Int32, target: RedirectTarget, path: [TemplatePart], keepQuery: Bool, hashKey: HashKey = .path)
 }
 
 /// A response header a `respond` route sets.
@@ -105,15 +137,19 @@ public struct Route: Hashable, Sendable {
     public var path: PathPattern
     /// Clients it applies to.
     public var clients: ClientFilter
+    /// Request headers it requires (all of them).
+    public var headers: [HeaderCondition]
     /// What it does.
     public var action: RouteAction
 
     /// Creates a route.
-    public init(name: StringRef, methods: MethodFilter, path: PathPattern, clients: ClientFilter, action: RouteAction) {
+    public init(name: StringRef, methods: MethodFilter, path: PathPattern, clients: ClientFilter,
+                headers: [HeaderCondition] = [], action: RouteAction) {
         self.name = name
         self.methods = methods
         self.path = path
         self.clients = clients
+        self.headers = headers
         self.action = action
     }
 }
@@ -122,7 +158,7 @@ public struct Route: Hashable, Sendable {
 public enum FallbackAction: Hashable, Sendable {
     /// Serve the request as usual.
     case pass
-    /// Redirect to these hosts (a class without a host passes).
+    /// Redirect to these pools (a class without one passes).
     case redirect(TargetHosts)
 }
 
@@ -132,7 +168,26 @@ enum Bytes {
     @inline(__always)
     static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
         guard a.count == b.count else { return false }
-        for index in 0..<a.count where a[index] != b[index] { return false }
+        return hasPrefix(a, b)
+    }
+
+    /// Whether `bytes` starts with `prefix`.
+    @inline(__always)
+    static func hasPrefix(_ bytes: UnsafeRawBufferPointer, _ prefix: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= prefix.count else { return false }
+        for index in 0..<prefix.count where bytes[index] != prefix[index] { return false }
+        return true
+    }
+
+    /// Whether `name` equals the lower-case `lowered`, ignoring ASCII case.
+    @inline(__always)
+    static func equalIgnoringCase(_ name: UnsafeRawBufferPointer, lowered: UnsafeRawBufferPointer) -> Bool {
+        guard name.count == lowered.count else { return false }
+        for index in 0..<name.count {
+            var byte = name[index]
+            if byte >= 0x41 && byte <= 0x5a { byte |= 0x20 }
+            if byte != lowered[index] { return false }
+        }
         return true
     }
 }

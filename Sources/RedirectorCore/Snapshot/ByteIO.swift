@@ -64,6 +64,15 @@ public struct ByteReader {
         return value
     }
 
+    /// Reads `count` raw bytes.
+    public mutating func read(bytes count: Int) throws -> UnsafeRawBufferPointer {
+        guard offset >= 0, count >= 0, count <= bytes.count - offset else {
+            throw OutOfBounds(description: "\(context) ends inside a \(count)-byte field at offset \(offset)")
+        }
+        defer { offset += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
+    }
+
     /// Reads a count and checks that at least `count * minimumElementSize` bytes remain, so a corrupt
     /// count cannot make the caller reserve or loop over more than the data holds.
     public mutating func readCount(minimumElementSize: Int) throws -> Int {

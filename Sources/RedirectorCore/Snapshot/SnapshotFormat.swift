@@ -25,7 +25,7 @@ public enum SnapshotFormat {
     /// The file's first eight bytes.
     public static let magic: [UInt8] = Array("RDRSNAP\0".utf8)
     /// The version this library reads and writes.
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
     /// Header size.
     public static let headerSize = 64
 

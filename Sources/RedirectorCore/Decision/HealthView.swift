@@ -1,0 +1,90 @@
+/// Which pool members are down, as a decision reads it: one bit per ``PoolMember/slot``.
+///
+/// A view does not own its memory: a ``HealthState`` (Swift) or an `rdr_health` (C ABI) does, and
+/// keeps it alive while decisions use the view. The empty view means "every member is up" — what
+/// a decision without health information, or with a missing, stale or corrupt state file, uses.
+public struct HealthView: @unchecked Sendable {
+    /// Bit `slot` set: member `slot` is down. nil: all up.
+    let words: UnsafePointer<UInt64>?
+    /// Number of slots the bits cover.
+    let slotCount: Int
+
+    /// Every member up.
+    public static let allUp = HealthView(words: nil, slotCount: 0)
+
+    /// A view of `slotCount` bits at `words`.
+    public init(words: UnsafePointer<UInt64>?, slotCount: Int) {
+        self.words = words
+        self.slotCount = slotCount
+    }
+
+    /// Whether the member in `slot` is down.
+    @inline(__always)
+    public func isDown(_ slot: UInt32) -> Bool {
+        guard let words, Int(slot) < slotCount else { return false }
+        return words[Int(slot &>> 6)] & (1 &<< UInt64(slot & 63)) != 0
+    }
+}
+
+/// One request header as a backend passes it to a decision (only the names the policy's routes
+/// use, ``Policy/headerNames``, need be passed).
+public struct RequestHeader {
+    /// Header name, any case.
+    public var name: UnsafeRawBufferPointer
+    /// Header value.
+    public var value: UnsafeRawBufferPointer
+
+    /// Creates a header.
+    public init(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// Why a decision did not choose a pool member.
+public enum SkipReason: String, Sendable {
+    /// The health state says it is down.
+    case down
+    /// A member of a preferred (lower) priority was up.
+    case priority
+    /// Another member of its priority won the object's rendezvous hash.
+    case weight
+}
+
+/// What a decision considered on its way to a target: for explanations. The decision path uses
+/// ``NoDecisionTrace``, which the compiler removes entirely.
+public protocol DecisionTrace {
+    /// `pool` was considered as step `step` of the fallback chain.
+    mutating func considered(pool: PoolRef, step: FallbackStep)
+    /// `member` of the pool last considered was not chosen, for `reason`.
+    mutating func skipped(member: PoolMember, reason: SkipReason)
+}
+
+/// The trace of the decision path: records nothing.
+public struct NoDecisionTrace: DecisionTrace {
+    /// Creates the empty trace.
+    @inline(__always) public init() {}
+    /// Records nothing.
+    @inline(__always) public mutating func considered(pool: PoolRef, step: FallbackStep) {}
+    /// Records nothing.
+    @inline(__always) public mutating func skipped(member: PoolMember, reason: SkipReason) {}
+}
+
+/// A trace that keeps everything, for ``DecisionExplanation``.
+public struct RecordedDecisionTrace: DecisionTrace {
+    /// Pools in the order they were considered, with their step.
+    public private(set) var pools: [(pool: PoolRef, step: FallbackStep)] = []
+    /// Skipped members with the pool they belong to.
+    public private(set) var skips: [(pool: PoolRef, member: PoolMember, reason: SkipReason)] = []
+
+    /// An empty trace.
+    public init() {}
+
+    /// Records a pool.
+    public mutating func considered(pool: PoolRef, step: FallbackStep) { pools.append((pool, step)) }
+
+    /// Records a skipped member of the last pool.
+    public mutating func skipped(member: PoolMember, reason: SkipReason) {
+        skips.append((pools.last?.pool ?? .none, member, reason))
+    }
+}
