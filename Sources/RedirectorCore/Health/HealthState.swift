@@ -110,7 +110,8 @@ public final class HealthState: @unchecked Sendable {
     private let words: UnsafeMutablePointer<UInt64>
     private let wordCount: Int
 
-    /// The bitmap decisions read (bit set = down).
+    /// The bitmap decisions read (bit set = down). It points into this object: keep the state
+    /// alive (hold it) while a decision uses the view.
     public var view: HealthView { HealthView(words: UnsafePointer(words), slotCount: records.count) }
 
     /// Number of members down.
