@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import RedirectorCore
 
 /// `redirector decide`: the full decision for one request, explained.
@@ -18,12 +19,41 @@ struct DecideCommand: ParsableCommand {
     @Argument(help: "Raw request target: path and optional ?query.")
     var target: String
 
+    @Option(name: .customLong("header"), help: ArgumentHelp("A request header, 'Name: value' (repeatable).", valueName: "header"))
+    var headers: [String] = []
+
+    @Option(name: .long, help: "Decide with this health state file (written by `redirector probe`/`serve --probe`).")
+    var health: String?
+
     @Flag(help: "Print JSON instead of key=value.")
     var json = false
 
     func run() throws {
         let table = try input.open()
-        let explanation = table.explain(client: client, method: method, target: target)
+        let requestHeaders = try headers.map { text in
+            guard let colon = text.firstIndex(of: ":"), colon > text.startIndex else {
+                throw ValidationError("--header '\(text)': expected 'Name: value'")
+            }
+            return (name: String(text[..<colon]), value: String(text[text.index(after: colon)...].drop { $0 == " " || $0 == "\t" }))
+        }
+        var state: HealthState?
+        if let health {
+            guard let bytes = FileManager.default.contents(atPath: health) else {
+                throw ValidationError("--health \(health): cannot read the file")
+            }
+            do {
+                state = try bytes.withUnsafeBytes {
+                    try HealthState.decode($0, fingerprint: table.healthFingerprint, memberCount: table.policy.memberCount,
+                                           now: Int64(Date().timeIntervalSince1970 * 1000))
+                }
+            } catch {
+                // As every backend does: an unusable state means deciding without health, said once.
+                printError("redirector decide: health state \(health): \(error) (deciding without health)")
+            }
+        }
+        let explanation = withExtendedLifetime(state) {
+            table.explain(client: client, method: method, target: target, headers: requestHeaders, health: state?.view ?? .allUp)
+        }
         guard json else {
             print(explanation)
             return
@@ -35,6 +65,8 @@ struct DecideCommand: ParsableCommand {
             "\"provider\": \(quote(explanation.provider))", "\"region\": \(quote(explanation.region))",
             "\"prefix\": \(explanation.prefix.map { quote("\($0)") } ?? "null")", "\"asn\": \(explanation.asn)",
             "\"route\": \(quote(explanation.route))", "\"target\": \(quote(explanation.target))",
+            "\"pool\": \(quote(explanation.pool))", "\"step\": \(quote(explanation.step.name))",
+            "\"skipped\": [" + explanation.skipped.map(quote).joined(separator: ", ") + "]",
         ]
         fields.append("\"headers\": {" + explanation.headers.map { "\(quote($0.name)): \(quote($0.value))" }.joined(separator: ", ") + "}")
         print("{" + fields.joined(separator: ", ") + "}")
