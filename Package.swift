@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         /// Addresses, the longest-prefix matcher, policy, decisions and the snapshot format.
@@ -46,8 +47,12 @@ let package = Package(
             dependencies: [
                 "RedirectorCore", "RedirectorCompiler",
                 "RedirectorSidecar",
+                "RedirectorHealth",
                 "RedirectorAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         /// `redirector-conformance-driver`: decides the harness's requests with RedirectorCore in-process.
@@ -55,11 +60,26 @@ let package = Package(
             name: "RedirectorConformanceDriver",
             dependencies: ["RedirectorCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        /// The health prober (`redirector probe`, `redirector serve --probe`): HTTP checks of pool members,
+        /// rise/fall, and the health state it publishes in memory and as a state file.
+        .target(
+            name: "RedirectorHealth",
+            dependencies: [
+                "RedirectorCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         /// `redirector serve`: Envoy ext_authz HTTP, forward-auth, nginx auth_request and standalone redirects.
         .target(
             name: "RedirectorSidecar",
             dependencies: [
                 "RedirectorCore",
+                "RedirectorHealth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -73,8 +93,9 @@ let package = Package(
         .testTarget(
             name: "RedirectorSidecarTests",
             dependencies: [
-                "RedirectorSidecar", "RedirectorCore",
+                "RedirectorSidecar", "RedirectorCore", "RedirectorHealth",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -16,6 +16,8 @@ struct ServeCommand: AsyncParsableCommand {
             and /explain with --explain. Listeners in another mode treat every path as that mode's request.
             The snapshot is reloaded on SIGHUP and when the file changes; a snapshot that fails validation is \
             rejected and the previous one keeps serving. SIGTERM shuts down gracefully. See docs/sidecar.md.
+            Health: --probe checks pool members in process; --health-state FILE reads the states of an external \
+            `redirector probe` (or, with --probe, publishes them there). Decisions skip members that are down.
             """)
 
     @Option(name: .shortAndLong, help: "The snapshot file (.rdb). Env: REDIRECTOR_SNAPSHOT.")
@@ -89,6 +91,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Start without a valid snapshot (not ready until one appears). Env: REDIRECTOR_ALLOW_MISSING_SNAPSHOT=1.")
     var allowMissingSnapshot = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Health state file: decide with the states an external `redirector probe` writes there (re-read when it changes); with --probe, where the in-process prober writes its states. A missing, stale or corrupt file means deciding without health. Env: REDIRECTOR_HEALTH_STATE.",
+        valueName: "file"))
+    var healthState: String?
+
+    @Flag(name: .long, help: "Probe the snapshot's pool members in process and decide with their health. Env: REDIRECTOR_PROBE=1.")
+    var probe = false
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical. Env: REDIRECTOR_LOG_LEVEL. Default info.")
     var logLevel: String?
 
@@ -146,6 +156,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let delay = try duration(shutdownDelay, "REDIRECTOR_SHUTDOWN_DELAY") { configuration.shutdownDelay = delay }
         if let timeout = try duration(shutdownTimeout, "REDIRECTOR_SHUTDOWN_TIMEOUT") { configuration.shutdownTimeout = timeout }
         configuration.allowMissingSnapshot = allowMissingSnapshot || SidecarRunner.isTrue(env("REDIRECTOR_ALLOW_MISSING_SNAPSHOT"))
+        configuration.healthStatePath = healthState ?? env("REDIRECTOR_HEALTH_STATE")
+        configuration.probe = probe || SidecarRunner.isTrue(env("REDIRECTOR_PROBE"))
         try configuration.validate()
         return configuration
     }

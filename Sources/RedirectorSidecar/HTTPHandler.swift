@@ -51,7 +51,7 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
     private let location: UnsafeMutableRawBufferPointer
     private var peer: IPAddress?
     private var peerText = "-"
-    private var cached: LoadedSnapshot?
+    private var cached: ServingState?
     private var cachedGeneration = -1
     private var pending: Pending?
     private var awaitingEnd = false
@@ -222,10 +222,12 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         !text.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 }
     }
 
-    private func currentSnapshot() -> LoadedSnapshot? {
+    /// The snapshot and health state to decide with. The handler holds the box until the store has a
+    /// newer one, so the health view a decision reads stays valid while it decides.
+    private func currentServing() -> ServingState? {
         let generation = shared.store.generation
         if generation != cachedGeneration {
-            cached = shared.store.current
+            cached = shared.store.serving
             cachedGeneration = generation
         }
         return cached
@@ -268,27 +270,30 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
 
     private func decide(_ head: HTTPRequestHead, endpoint: Endpoint, target: Substring) -> SidecarResponse {
         let translator = shared.translator
-        guard let loaded = currentSnapshot() else {
+        guard let serving = currentServing() else {
             shared.metrics.unavailable.increment()
             return translator.unavailableResponse(endpoint: endpoint)
         }
+        let loaded = serving.loaded
         guard let request = translator.checkRequest(endpoint: endpoint, method: head.method.rawValue, target: target,
                                                     headers: head.headers, peer: peer, resolver: loaded.resolver) else {
             loaded.count(provider: -1, outcome: .invalid)
             shared.logger.debug("check request without the original request", metadata: ["peer": "\(peerText)", "endpoint": "\(endpoint.label)"])
             return translator.invalidResponse(endpoint: endpoint)
         }
-        let (decision, location) = translator.decide(request, snapshot: loaded.snapshot, location: self.location)
+        let (decision, location) = translator.decide(request, snapshot: loaded.snapshot, health: serving.view, location: self.location)
         var response = translator.response(to: decision, location: location, endpoint: endpoint, target: request.target,
                                            snapshot: loaded.snapshot)
         loaded.count(provider: decision.attributes.provider, outcome: response.outcome)
+        shared.metrics.health.count(step: decision.step)
         if shared.configuration.explain {
-            response.headers.append((RequestTranslator.explainHeader, translator.explanation(request, snapshot: loaded.snapshot)))
+            response.headers.append((RequestTranslator.explainHeader,
+                                     translator.explanation(request, snapshot: loaded.snapshot, health: serving.view)))
         }
         shared.logger.trace("decision", metadata: [
             "endpoint": "\(endpoint.label)", "peer": "\(peerText)", "client": "\(request.client.map { "\($0)" } ?? "-")",
             "method": "\(request.method)", "target": "\(request.target)", "status": "\(response.status)",
-            "outcome": "\(response.outcome.label)", "location": "\(location ?? "-")",
+            "outcome": "\(response.outcome.label)", "location": "\(location ?? "-")", "step": "\(decision.step.name)",
         ])
         return response
     }
@@ -305,6 +310,11 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         } else {
             fields.append("\"snapshot\":null")
         }
+        if let health = shared.store.serving?.health {
+            fields.append("\"health\":{\"members\":\(health.records.count),\"down\":\(health.downCount),\"written_at_ms\":\(health.writtenAt)}")
+        } else {
+            fields.append("\"health\":null")
+        }
         fields.append("\"reloads\":\(status.successes)")
         fields.append("\"reload_failures\":\(status.failures)")
         fields.append("\"last_reload_error\":\(status.lastError.map(JSON.string) ?? "null")")
@@ -313,9 +323,10 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
 
     private func explainAnswer(uri: String, headers: HTTPHeaders) -> SidecarResponse {
         let parameters = QueryString.parse(uri)
-        guard let loaded = currentSnapshot() else {
+        guard let serving = currentServing() else {
             return SidecarResponse(status: 503, headers: [("Content-Type", "text/plain")], body: Array("no snapshot loaded\n".utf8))
         }
+        let loaded = serving.loaded
         let client: IPAddress?
         if let text = parameters["client"] {
             client = IPAddress(text)
@@ -323,7 +334,11 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
             client = shared.translator.clientAddress(headers: headers, peer: peer, resolver: loaded.resolver)
         }
         let request = CheckRequest(method: parameters["method"] ?? "GET", target: parameters["target"] ?? "/", client: client)
-        let text = shared.translator.explanation(request, snapshot: loaded.snapshot)
+        if parameters["format"] == "json" {
+            let text = shared.translator.explanationJSON(request, snapshot: loaded.snapshot, health: serving.view)
+            return SidecarResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array((text + "\n").utf8))
+        }
+        let text = shared.translator.explanation(request, snapshot: loaded.snapshot, health: serving.view)
         return SidecarResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array((text + "\n").utf8))
     }
 }

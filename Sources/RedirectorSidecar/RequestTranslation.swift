@@ -202,14 +202,16 @@ public struct RequestTranslator: Sendable {
     // MARK: Decision translation
 
     /// Decides `request` with `snapshot` (the allocation-free decider, `location` as scratch space).
-    public func decide(_ request: CheckRequest, snapshot: Snapshot,
+    ///
+    /// - Parameter health: which members are down; the caller keeps the state it points into alive.
+    public func decide(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp,
                        location: UnsafeMutableRawBufferPointer) -> (decision: Decision, location: String?) {
         var method = request.method
         var target = request.target
         let decision = method.withUTF8 { methodBytes in
             target.withUTF8 { targetBytes in
                 snapshot.decide(client: request.client, method: UnsafeRawBufferPointer(methodBytes),
-                                target: UnsafeRawBufferPointer(targetBytes), location: location)
+                                target: UnsafeRawBufferPointer(targetBytes), health: health, location: location)
             }
         }
         guard decision.action == .redirect else { return (decision, nil) }
@@ -225,7 +227,7 @@ public struct RequestTranslator: Sendable {
         }
         let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: decision.locationLength, alignment: 1)
         defer { larger.deallocate() }
-        return decide(request, snapshot: snapshot, location: larger)
+        return decide(request, snapshot: snapshot, health: health, location: larger)
     }
 
     /// The answer of `endpoint` to a decision.
@@ -293,11 +295,31 @@ public struct RequestTranslator: Sendable {
         return OutputSyntax.isPathText(target.utf8)
     }
 
-    /// The `X-Redirector-Explain` value of a request.
-    public func explanation(_ request: CheckRequest, snapshot: Snapshot) -> String {
-        var text = snapshot.explain(client: request.client, method: request.method, target: request.target).description
+    /// The `X-Redirector-Explain` value of a request: the decision's fields, with its pool, fallback step
+    /// and skipped members, and the client.
+    public func explanation(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp) -> String {
+        var text = snapshot.explain(client: request.client, method: request.method, target: request.target, health: health).description
         text += " client=\(request.client.map { "\($0)" } ?? "-")"
         // Header values must stay printable ASCII.
         return String(decoding: text.utf8.map { ByteClass.isFieldValueByte($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+    }
+
+    /// The `/explain?format=json` body of a request: one JSON object with the explanation's fields,
+    /// `pool`, `step` (``FallbackStep/name``), `skipped` (`url(pool):reason` each) and the client.
+    public func explanationJSON(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp) -> String {
+        let explanation = snapshot.explain(client: request.client, method: request.method, target: request.target, health: health)
+        let quote = JSON.string
+        var fields = [
+            "\"action\":\(quote(explanation.action))", "\"status\":\(explanation.status)",
+            "\"location\":\(explanation.location.map(quote) ?? "null")",
+            "\"provider\":\(quote(explanation.provider))", "\"region\":\(quote(explanation.region))",
+            "\"prefix\":\(explanation.prefix.map { quote("\($0)") } ?? "null")", "\"asn\":\(explanation.asn)",
+            "\"route\":\(quote(explanation.route))", "\"target\":\(quote(explanation.target))",
+            "\"pool\":\(quote(explanation.pool))", "\"step\":\(quote(explanation.step.name))",
+            "\"skipped\":[" + explanation.skipped.map(quote).joined(separator: ",") + "]",
+        ]
+        fields.append("\"headers\":{" + explanation.headers.map { "\(quote($0.name)):\(quote($0.value))" }.joined(separator: ",") + "}")
+        fields.append("\"client\":\(request.client.map { quote("\($0)") } ?? "null")")
+        return "{" + fields.joined(separator: ",") + "}"
     }
 }

@@ -132,6 +132,12 @@ public struct SidecarConfiguration: Sendable {
     public var shutdownTimeout: Duration = .seconds(30)
     /// Start without a valid snapshot (not ready until one appears) instead of failing.
     public var allowMissingSnapshot = false
+    /// A health state file: without ``probe``, one an external `redirector probe` publishes, read when it
+    /// changes (at most every second); with ``probe``, where the in-process prober publishes its states.
+    /// nil: decisions without health information (unless ``probe``).
+    public var healthStatePath: String?
+    /// Whether the sidecar probes the served snapshot's pool members itself and decides with its states.
+    public var probe = false
 
     /// Creates a configuration serving `snapshotPath`.
     public init(snapshotPath: String) {
@@ -169,5 +175,6 @@ public struct SidecarConfiguration: Sendable {
         guard threads >= 1 && threads <= 256 else { throw ConfigurationError("threads must be 1-256") }
         guard maximumHeaderBytes >= 1024 else { throw ConfigurationError("maximum header bytes must be at least 1024") }
         guard maximumBodyBytes >= 0 else { throw ConfigurationError("maximum body bytes must not be negative") }
+        if let healthStatePath, healthStatePath.isEmpty { throw ConfigurationError("the health state path must not be empty") }
     }
 }

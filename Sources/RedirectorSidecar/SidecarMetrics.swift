@@ -42,6 +42,9 @@ public enum DecisionOutcome: Int, Sendable, CaseIterable {
 /// | `redirector_snapshot_reload_failures_total` | counter | — |
 /// | `redirector_snapshot_last_reload_success` | gauge | — (1 or 0) |
 /// | `redirector_ready` | gauge | — (1 when a snapshot is loaded, every listener is bound and the server is not shutting down) |
+///
+/// and the health metrics of ``HealthMetrics`` (member up/down, probes, decisions by fallback step,
+/// health state age and errors).
 public final class SidecarMetrics: Sendable {
     /// The registry every metric lives in.
     public let registry: PrometheusCollectorRegistry
@@ -59,6 +62,8 @@ public final class SidecarMetrics: Sendable {
     let ready: Gauge
     let requestCounters: [Counter]
     let unavailable: Counter
+    /// Pool member health, probes, fallback steps and health state files.
+    public let health: HealthMetrics
 
     /// Histogram buckets of the decision duration.
     public static let durationBuckets: [Duration] = [
@@ -99,6 +104,7 @@ public final class SidecarMetrics: Sendable {
         unavailable = registry.makeCounter(
             descriptor: Self.decisions, labels: [("provider", "none"), ("outcome", DecisionOutcome.unavailable.label)])
         lastReloadSuccess.set(to: 1)
+        health = HealthMetrics(registry: registry)
     }
 
     /// The decision counters for a snapshot's providers: index `(provider + 1) * outcomes + outcome`.
@@ -134,9 +140,11 @@ public final class SidecarMetrics: Sendable {
 
     /// The exposition text, with time-dependent gauges brought up to date.
     func exposition(store: SnapshotStore, ready isReady: Bool, now: Double) -> [UInt8] {
-        if let loaded = store.current {
+        let serving = store.serving
+        if let loaded = serving?.loaded {
             snapshotAge.set(to: max(0, now - Double(loaded.snapshot.createdAt)))
         }
+        health.updateAge(health: serving?.health, now: now)
         ready.set(to: isReady ? 1 : 0)
         var buffer: [UInt8] = []
         buffer.reserveCapacity(8192)

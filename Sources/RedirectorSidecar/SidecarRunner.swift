@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import NIOCore
 import RedirectorCore
+import RedirectorHealth
 import ServiceLifecycle
 import UnixSignals
 
@@ -54,7 +55,7 @@ public enum SidecarRunner {
         }
     }
 
-    /// Runs the server and the reloader until SIGTERM or SIGINT, then shuts down gracefully.
+    /// Runs the server, the reloader and the health services until SIGTERM or SIGINT, then shuts down gracefully.
     public static func run(configuration: SidecarConfiguration, logger: Logger) async throws {
         let server = try SidecarServer(configuration: configuration, logger: logger)
         // Signal handlers exist before anything listens: the SIGHUP source here, SIGTERM/SIGINT when the
@@ -62,7 +63,8 @@ public enum SidecarRunner {
         let sighup = await UnixSignalsSequence(trapping: .sighup)
         let reloader = SnapshotReloader(store: server.store, interval: configuration.reloadInterval, signals: sighup)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: server), .init(service: reloader)],
+            services: [.init(service: server), .init(service: reloader)] + healthServices(server: server, logger: logger)
+                .map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
@@ -74,6 +76,25 @@ public enum SidecarRunner {
             if let startup = server.startupError { throw startup }
             throw error
         }
+    }
+
+    /// The services that give decisions their health state: none without `--probe` or `--health-state`;
+    /// a ``HealthMonitor`` of the state file; or the in-process prober (publishing to the file, if one is
+    /// named) with a monitor that checks its states stay fresh.
+    static func healthServices(server: SidecarServer, logger: Logger) -> [any Service] {
+        let configuration = server.configuration
+        let store = server.store
+        if configuration.probe {
+            let monitor = HealthMonitor(store: store, source: .prober, logger: logger)
+            let prober = HealthProbeService(
+                snapshot: { store.current?.snapshot }, stateFile: configuration.healthStatePath, logger: logger,
+                observer: server.metrics.health, onPublish: { monitor.accept($0) })
+            return [monitor, prober]
+        }
+        if let path = configuration.healthStatePath {
+            return [HealthMonitor(store: store, source: .file(path), logger: logger)]
+        }
+        return []
     }
 
     /// Parses a duration: `5` or `5s` (seconds), `250ms`, `2m`; fractions allowed (`0.5s`).

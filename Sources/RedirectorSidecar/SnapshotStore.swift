@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import Prometheus
 import RedirectorCore
+import RedirectorHealth
 import Synchronization
 
 /// The identity of a file version: a changed device, inode, size or modification time means a new file.
@@ -38,6 +39,8 @@ public final class LoadedSnapshot: Sendable {
     public let identity: FileIdentity?
     /// When it was loaded, Unix seconds.
     public let loadedAt: Double
+    /// Its pool members and health checks (``ProbePlan/fingerprint`` is the snapshot's health fingerprint).
+    public let probePlan: ProbePlan
     /// Decision counters, see ``SidecarMetrics``.
     let counters: [Counter]
 
@@ -46,7 +49,13 @@ public final class LoadedSnapshot: Sendable {
         self.resolver = ClientAddressResolver(trustedProxies: snapshot.policy.trustedProxies + extraTrustedProxies)
         self.identity = identity
         self.loadedAt = loadedAt
+        self.probePlan = ProbePlan(snapshot: snapshot)
         self.counters = counters
+    }
+
+    /// Whether `state`, published for pools with `fingerprint`, describes this snapshot's members.
+    func accepts(_ state: HealthState, fingerprint: UInt64) -> Bool {
+        fingerprint == probePlan.fingerprint && state.records.count == snapshot.policy.memberCount
     }
 
     /// Counts one decision.
@@ -55,6 +64,24 @@ public final class LoadedSnapshot: Sendable {
         let outcomes = DecisionOutcome.allCases.count
         let index = (Int(provider) &+ 1) &* outcomes &+ outcome.rawValue
         if index >= 0 && index < counters.count { counters[index].increment() }
+    }
+}
+
+/// What a decision reads, in one immutable box: the serving snapshot and the health state decisions
+/// use with it. A ``HealthView`` points into its ``HealthState``; holding the box while deciding
+/// keeps that state alive, however often the store swaps in newer ones.
+public final class ServingState: Sendable {
+    /// The snapshot.
+    public let loaded: LoadedSnapshot
+    /// The health state, nil when decisions go without (every member up).
+    public let health: HealthState?
+    /// The view decisions pass: the state's bitmap, or ``HealthView/allUp``.
+    public let view: HealthView
+
+    init(loaded: LoadedSnapshot, health: HealthState?) {
+        self.loaded = loaded
+        self.health = health
+        self.view = health?.view ?? .allUp
     }
 }
 
@@ -70,17 +97,18 @@ public struct ReloadStatus: Sendable, Hashable {
     public var lastAttempt: Double = 0
 }
 
-/// Holds the serving snapshot and swaps it atomically on reload.
+/// Holds the serving snapshot and the health state decisions use, and swaps them atomically.
 ///
-/// Readers on event loops call ``current`` (a lock held for a pointer copy); a reload opens and validates
+/// Readers on event loops call ``serving`` (a lock held for a pointer copy); a reload opens and validates
 /// the new file completely before the swap, so a bad file is rejected whole and the old snapshot keeps serving.
+/// A health state is kept across a reload only when the new snapshot has the same pools (health fingerprint).
 public final class SnapshotStore: Sendable {
     /// The watched file.
     public let path: String
     let extraTrustedProxies: [IPPrefix]
     let metrics: SidecarMetrics
     let logger: Logger
-    private let state = Mutex<(loaded: LoadedSnapshot?, status: ReloadStatus, failedIdentity: FileIdentity?)>((nil, ReloadStatus(), nil))
+    private let state = Mutex<(serving: ServingState?, status: ReloadStatus, failedIdentity: FileIdentity?)>((nil, ReloadStatus(), nil))
     private let version = Atomic<Int>(0)
 
     /// A store for the snapshot at `path`; nothing is loaded until ``reload(reason:force:)``.
@@ -93,10 +121,15 @@ public final class SnapshotStore: Sendable {
 
     /// The serving snapshot, nil before the first successful load.
     public var current: LoadedSnapshot? {
-        state.withLock { $0.loaded }
+        state.withLock { $0.serving?.loaded }
     }
 
-    /// Increases on every swap; lets readers cache ``current`` cheaply.
+    /// The serving snapshot with its health state, nil before the first successful load.
+    public var serving: ServingState? {
+        state.withLock { $0.serving }
+    }
+
+    /// Increases on every swap of the snapshot or the health state; lets readers cache ``serving`` cheaply.
     public var generation: Int {
         version.load(ordering: .acquiring)
     }
@@ -108,7 +141,7 @@ public final class SnapshotStore: Sendable {
 
     /// Whether `identity` differs from the serving snapshot's file and from the last rejected version.
     public func isNew(_ identity: FileIdentity) -> Bool {
-        state.withLock { identity != $0.loaded?.identity && identity != $0.failedIdentity }
+        state.withLock { identity != $0.serving?.loaded.identity && identity != $0.failedIdentity }
     }
 
     /// Loads the file if it changed since the serving snapshot (or the last rejected version) was read.
@@ -136,13 +169,19 @@ public final class SnapshotStore: Sendable {
             let loaded = LoadedSnapshot(snapshot: snapshot, extraTrustedProxies: extraTrustedProxies, identity: identity,
                                         loadedAt: now, counters: metrics.decisionCounters(for: snapshot))
             let previous = state.withLock { state -> LoadedSnapshot? in
-                let previous = state.loaded
-                state.loaded = loaded
+                let previous = state.serving
+                // A data refresh keeps the health state; other pools make it meaningless.
+                var health: HealthState?
+                if let previous, let held = previous.health, loaded.accepts(held, fingerprint: previous.loaded.probePlan.fingerprint) {
+                    health = held
+                }
+                state.serving = ServingState(loaded: loaded, health: health)
+                metrics.health.show(plan: loaded.probePlan, records: health?.records)
                 state.failedIdentity = nil
                 state.status.successes += 1
                 state.status.lastError = nil
                 state.status.lastAttempt = now
-                return previous
+                return previous?.loaded
             }
             version.add(1, ordering: .releasing)
             metrics.reloadSuccesses.increment()
@@ -162,7 +201,7 @@ public final class SnapshotStore: Sendable {
                 state.status.failures += 1
                 state.status.lastError = message
                 state.status.lastAttempt = now
-                return state.loaded != nil
+                return state.serving != nil
             }
             metrics.reloadFailureResults.increment()
             metrics.reloadFailures.increment()
@@ -173,6 +212,37 @@ public final class SnapshotStore: Sendable {
             ])
             return false
         }
+    }
+
+    /// Makes `health` (published for pools with `fingerprint`) the state decisions use, or drops the
+    /// state held (nil: decisions go without health).
+    ///
+    /// - Returns: false, changing nothing, when no snapshot serves or `health` is for other pools.
+    @discardableResult
+    public func setHealth(_ health: HealthState?, fingerprint: UInt64) -> Bool {
+        let swapped = state.withLock { state -> Bool in
+            guard let serving = state.serving else { return false }
+            if let health, !serving.loaded.accepts(health, fingerprint: fingerprint) { return false }
+            state.serving = ServingState(loaded: serving.loaded, health: health)
+            metrics.health.show(plan: serving.loaded.probePlan, records: health?.records)
+            return true
+        }
+        if swapped { version.add(1, ordering: .releasing) }
+        return swapped
+    }
+
+    /// Drops the health state held if it is stale at `now` (Unix milliseconds).
+    ///
+    /// - Returns: the dropped state, nil when none was held or it is still fresh.
+    public func dropHealth(ifStaleAt now: Int64) -> HealthState? {
+        let dropped = state.withLock { state -> HealthState? in
+            guard let serving = state.serving, let health = serving.health, health.isStale(now: now) else { return nil }
+            state.serving = ServingState(loaded: serving.loaded, health: nil)
+            metrics.health.show(plan: serving.loaded.probePlan, records: nil)
+            return health
+        }
+        if dropped != nil { version.add(1, ordering: .releasing) }
+        return dropped
     }
 
     static func unixTime() -> Double {

@@ -63,6 +63,22 @@ import Testing
         #expect(HealthStateTests.reason(good) == "accepted")
     }
 
+    @Test func errorsSayTheirKind() {
+        func kind(_ bytes: [UInt8], memberCount: Int = 3) -> HealthStateError.Kind? {
+            guard case .failure(let error) = HealthStateTests.decode(bytes, memberCount: memberCount) else { return nil }
+            return (error as? HealthStateError)?.kind
+        }
+        let good = HealthStateTests.sample().encode(fingerprint: HealthStateTests.fingerprint)
+        var future = good
+        future[8] = 2
+        #expect(kind(Array(good.dropLast())) == .corrupt)
+        #expect(kind(future) == .version)
+        #expect(kind(good, memberCount: 2) == .otherSnapshot)
+        #expect(kind(HealthStateTests.sample(writtenAt: HealthStateTests.now - 60_000).encode(fingerprint: HealthStateTests.fingerprint)) == .stale)
+        #expect(kind(HealthStateTests.sample(writtenAt: HealthStateTests.now + 61_000).encode(fingerprint: HealthStateTests.fingerprint)) == .future)
+        #expect(kind(good) == nil)
+    }
+
     @Test func staleness() {
         let state = HealthStateTests.sample()
         #expect(!state.isStale(now: HealthStateTests.now))

@@ -71,6 +71,22 @@ public struct MemberHealth: Hashable, Sendable {
 
 /// Why a health state file was not used.
 public struct HealthStateError: Error, CustomStringConvertible, Sendable {
+    /// The kind of problem, for metrics and log fields.
+    public enum Kind: String, Sendable {
+        /// Not a health state file, truncated or failing its checksum.
+        case corrupt
+        /// Written in a format version this build does not read.
+        case version
+        /// Written for other pools (another member count or health fingerprint).
+        case otherSnapshot
+        /// Older than its stale-after: the prober is gone.
+        case stale
+        /// Dated in the future (clock skew between prober and reader).
+        case future
+    }
+
+    /// The kind of problem.
+    public let kind: Kind
     /// What is wrong, e.g. "checksum mismatch".
     public let description: String
 }
@@ -170,7 +186,9 @@ public final class HealthState: @unchecked Sendable {
     /// future-version, other-snapshot, stale or future-dated file.
     public static func decode(_ bytes: UnsafeRawBufferPointer, fingerprint: UInt64, memberCount: Int,
                               now: Int64) throws -> HealthState {
-        func fail(_ message: String) -> HealthStateError { HealthStateError(description: message) }
+        func fail(_ message: String, _ kind: HealthStateError.Kind = .corrupt) -> HealthStateError {
+            HealthStateError(kind: kind, description: message)
+        }
         guard bytes.count >= 48 else { throw fail("truncated: \(bytes.count) bytes, smaller than the 48-byte minimum") }
         guard bytes.prefix(8).elementsEqual(magic) else { throw fail("not a health state file (bad magic)") }
         var reader = ByteReader(bytes, context: "health state")
@@ -178,7 +196,7 @@ public final class HealthState: @unchecked Sendable {
             _ = try reader.read(UInt64.self)
             let version: UInt32 = try reader.read()
             guard version == HealthState.version else {
-                throw fail("format version \(version), this build reads version \(HealthState.version)")
+                throw fail("format version \(version), this build reads version \(HealthState.version)", .version)
             }
             let stored = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self))
             let actual = XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 8)]))
@@ -187,14 +205,14 @@ public final class HealthState: @unchecked Sendable {
             let fileFingerprint: UInt64 = try reader.read()
             guard count == memberCount, fileFingerprint == fingerprint else {
                 throw fail("written for other pools (\(count) members, fingerprint \(String(fileFingerprint, radix: 16)); "
-                    + "this snapshot has \(memberCount), \(String(fingerprint, radix: 16)))")
+                    + "this snapshot has \(memberCount), \(String(fingerprint, radix: 16)))", .otherSnapshot)
             }
             let writtenAt: Int64 = try reader.read()
             let staleAfter: Int64 = try reader.read()
             guard staleAfter > 0 else { throw fail("stale-after is \(staleAfter) ms") }
-            guard writtenAt <= now &+ 60_000 else { throw fail("written \((writtenAt - now) / 1000) s in the future (clock skew?)") }
+            guard writtenAt <= now &+ 60_000 else { throw fail("written \((writtenAt - now) / 1000) s in the future (clock skew?)", .future) }
             guard now <= writtenAt &+ staleAfter else {
-                throw fail("stale: written \((now - writtenAt) / 1000) s ago, valid for \(staleAfter / 1000) s (is the prober running?)")
+                throw fail("stale: written \((now - writtenAt) / 1000) s ago, valid for \(staleAfter / 1000) s (is the prober running?)", .stale)
             }
             guard count <= (bytes.count - 48) / 18 else { throw fail("claims \(count) members, more than its size holds") }
             var records: [MemberHealth] = []
@@ -218,7 +236,7 @@ public final class HealthState: @unchecked Sendable {
         } catch let error as HealthStateError {
             throw error
         } catch {
-            throw fail("truncated: \(error)")
+            throw fail("truncated: \(error)")  // a read past the end
         }
     }
 }
