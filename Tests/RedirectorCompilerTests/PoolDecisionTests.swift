@@ -154,6 +154,41 @@ import Testing
         #expect(unmatched.target == "https://global.example" && unmatched.step == .primary)
     }
 
+    @Test func failoverModeLeavesRegionsWithoutAPoolOnTheProvidersTarget() throws {
+        var fixture = PoolDecisionTests.sources
+        fixture["buckets.csv"] = "region,url\neu-west-1,https://eu-west.example\nus-east-1,https://us-east.example\n"
+        let snapshot = try Fixture(fixture).compile("""
+            version: 1
+            providers:
+              - name: alpha
+                artifacts: https://cdn.example
+                nearestRegion: failover
+                regionTable: { path: buckets.csv, class: artifacts, health: { path: /, expect: [200, 403] } }
+                sources: [{ format: csv, path: alpha.csv }]
+            routes:
+              - { name: blob, path: "/b/{rest...}", redirect: { to: artifacts } }
+            """)
+        let pools = snapshot.policy.pools.map { snapshot.strings.string($0.name) }.filter { !$0.isEmpty }
+        #expect(pools == ["alpha/eu-west-1", "alpha/us-east-1"])
+        let members = snapshot.policy.members
+        let euWest = try #require(members.first { snapshot.strings.string($0.url) == "https://eu-west.example" })
+        let usEast = try #require(members.first { snapshot.strings.string($0.url) == "https://us-east.example" })
+        let check = try #require(euWest.health)
+        #expect(snapshot.strings.string(check.url) == "https://eu-west.example/" && check.expectedStatuses == [200, 403])
+        let (eu, us) = (Int(euWest.slot), Int(usEast.slot))
+        func ask(_ client: String, down: Set<Int> = []) -> DecisionExplanation {
+            let state = PoolDecisionTests.health(snapshot, down: down)
+            return withExtendedLifetime(state) { snapshot.explain(client: client, method: "GET", target: "/b/x", health: state.view) }
+        }
+        // eu-central-1 has no bucket: the CDN, as without failover (no folding onto a neighbour).
+        #expect(ask("203.0.113.1").target == "https://cdn.example")
+        #expect(ask("198.51.100.1").target == "https://eu-west.example")
+        let failover = ask("198.51.100.1", down: [eu])
+        #expect(failover.target == "https://us-east.example" && failover.step == .nearestRegion && failover.pool == "alpha/us-east-1")
+        #expect(ask("198.51.100.1", down: [eu, us]).target == "https://cdn.example")
+        #expect(ask("198.51.100.1", down: [eu, us]).step == .provider)
+    }
+
     @Test func providerAndDefaultStepsFollowADownRegion() throws {
         let snapshot = try PoolDecisionTests.compile("""
             pools:

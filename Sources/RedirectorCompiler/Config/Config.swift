@@ -1,4 +1,5 @@
 import Foundation
+import RedirectorCore
 import Yams
 
 /// The YAML configuration `redirector compile` reads. See README.md, "Configuration".
@@ -65,8 +66,9 @@ public struct ProviderConfig: Decodable, Sendable {
     public var regionTable: RegionTableConfig?
     /// The provider's own sources (their prefixes belong to it).
     public var sources: [SourceConfig]?
-    /// Send a client whose region has no pool up to the nearest region that has one (default false).
-    public var nearestRegion: Bool?
+    /// The `nearest-region` step: `true` (a client whose region has no pool, or none up, goes to
+    /// the nearest region with one up), `failover` (only when its region's pool is down), `false`.
+    public var nearestRegion: NearestRegionConfig?
     /// Region locations that replace or add to the built-in table (`redirector regions`).
     public var regionLocations: [String: LocationConfig]?
 }
@@ -85,6 +87,8 @@ public enum TargetConfig: Decodable, Sendable {
     case url(String)
     /// `{pool: NAME}`: a pool of ``Config/pools``.
     case pool(String)
+    /// A pool the compiler made itself (a region table's row with a health check); never read from YAML.
+    case compiled(PoolRef)
 
     private enum Keys: String, CodingKey { case pool }
 
@@ -171,6 +175,29 @@ public struct RegionTableConfig: Decodable, Sendable {
     public var path: String
     /// Which class the URLs are for.
     public var `class`: String
+    /// A health check for every URL of the table (each becomes a pool `<provider>/<region>`).
+    public var health: HealthCheckConfig?
+}
+
+/// When the `nearest-region` step applies.
+public enum NearestRegionConfig: String, Decodable, Sendable {
+    /// Never.
+    case off
+    /// For clients whose region has no pool for the class, or none of whose members is up.
+    case always
+    /// Only for clients whose region's pool is down (regions without a pool keep the provider's target).
+    case failover
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let flag = try? container.decode(Bool.self) {
+            self = flag ? .always : .off
+        } else if try container.decode(String.self) == "failover" {
+            self = .failover
+        } else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "must be true, false or 'failover'"))
+        }
+    }
 }
 
 /// A data source.
@@ -335,7 +362,7 @@ indirect enum ConfigSchema: Sendable {
         ])),
         "providers": .list(.mapping([
             "name": nil, "active": nil, "priority": nil, "registry": target, "artifacts": target,
-            "regions": .dictionary(targets), "regionTable": .mapping(["path": nil, "class": nil]), "sources": .list(source),
+            "regions": .dictionary(targets), "regionTable": .mapping(["path": nil, "class": nil, "health": healthCheck]), "sources": .list(source),
             "nearestRegion": nil, "regionLocations": .dictionary(.mapping(["latitude": nil, "longitude": nil])),
         ])),
         "sources": .list(source),

@@ -30,10 +30,15 @@ struct PolicyCompiler {
                 }
                 for (region, url) in try readRegionTable(table.path, place: "\(place).regionTable") {
                     var targets = regions[region] ?? TargetsConfig()
+                    var target = TargetConfig.url(url)
+                    if let health = table.health {
+                        let pool = try pools.checked(url, health: health, name: "\(name)/\(region)", "\(place).regionTable", &strings)
+                        target = .compiled(pool)
+                    }
                     if targetClass == .registry {
-                        targets.registry = targets.registry ?? .url(url)
+                        targets.registry = targets.registry ?? target
                     } else {
-                        targets.artifacts = targets.artifacts ?? .url(url)
+                        targets.artifacts = targets.artifacts ?? target
                     }
                     regions[region] = targets
                 }
@@ -45,10 +50,11 @@ struct PolicyCompiler {
                     targets: TargetHosts(registry: try pools.target(targets.registry, "\(place).regions.\(region).registry", &strings),
                                          artifacts: try pools.target(targets.artifacts, "\(place).regions.\(region).artifacts", &strings))))
             }
-            if entry?.nearestRegion == true {
+            if let mode = entry?.nearestRegion, mode != .off {
                 provider.regionOrders = try RegionOrdering(
-                    regions: regions.keys.sorted(), clientRegions: prefixRegions[Int32(index)] ?? [],
-                    overrides: entry?.regionLocations ?? [:], place: place
+                    regions: regions.keys.sorted(),
+                    clientRegions: mode == .always ? prefixRegions[Int32(index)] ?? [] : [],
+                    overrides: entry?.regionLocations ?? [:], place: place, onlyRegionsWithTargets: mode == .failover
                 ).orders(&strings)
             } else if entry?.regionLocations != nil {
                 throw ConfigError(place: "\(place).regionLocations", message: "only used with 'nearestRegion: true'")

@@ -71,6 +71,8 @@ struct PoolCompiler {
         switch config {
         case nil:
             return .none
+        case .compiled(let reference)?:
+            return reference
         case .pool(let name)?:
             guard let reference = named[name] else {
                 let known = named.keys.sorted().joined(separator: ", ")
@@ -81,6 +83,16 @@ struct PoolCompiler {
             guard !text.isEmpty else { return .none }
             return list.single(try Self.url(text, place), strings: &strings)
         }
+    }
+
+    /// A pool named `name` of the one member `text` checked by `health` (a region table's row).
+    mutating func checked(_ text: String, health: HealthCheckConfig, name: String, _ place: String,
+                          _ strings: inout StringTableBuilder) throws -> PoolRef {
+        let url = try Self.url(text, place)
+        let check = try Self.healthCheck(health, memberURL: url, "\(place).health", &strings)
+        let seed = Array(url.utf8).withUnsafeBytes { PoolMember.seed(url: $0) }
+        return list.add(Pool(name: strings.intern(name),
+                             members: [PoolMember(url: strings.intern(url), seed: seed, slot: 0, health: check)]))
     }
 
     /// Validates a target URL (`https://` added to bare hosts).

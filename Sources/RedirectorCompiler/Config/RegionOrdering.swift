@@ -11,6 +11,8 @@ struct RegionOrdering {
     let overrides: [String: LocationConfig]
     /// The provider's place in the config, for errors.
     let place: String
+    /// `nearestRegion: failover`: orders only for regions with targets (others keep the provider's).
+    let onlyRegionsWithTargets: Bool
 
     /// The orders, one per region with a known location.
     func orders(_ strings: inout StringTableBuilder) throws -> [RegionOrder] {
@@ -27,7 +29,8 @@ struct RegionOrdering {
                               message: "no known location for region '\(region)' (nearestRegion needs one: add it under regionLocations)")
         }
         var orders: [RegionOrder] = []
-        for region in clientRegions.union(regions).union(overrides.keys).sorted() {
+        let sources = onlyRegionsWithTargets ? Set(regions) : clientRegions.union(regions).union(overrides.keys)
+        for region in sources.sorted() {
             guard let here = location(region) else { continue }
             let nearest = regions.indices
                 .filter { regions[$0] != region }
