@@ -60,6 +60,11 @@ import Testing
         #expect(HealthStateTests.reason(stale) == "stale: written 31 s ago, valid for 30 s (is the prober running?)")
         let ahead = HealthStateTests.sample(writtenAt: HealthStateTests.now + 120_000).encode(fingerprint: HealthStateTests.fingerprint)
         #expect(HealthStateTests.reason(ahead) == "written 120 s in the future (clock skew?)")
+        // Intact files with times no clock gives: refused, and no arithmetic on them overflows.
+        let ancient = HealthStateTests.sample(writtenAt: .min).encode(fingerprint: HealthStateTests.fingerprint)
+        #expect(HealthStateTests.reason(ancient) == "written at \(Int64.min) ms, not a possible time")
+        let distant = HealthStateTests.sample(writtenAt: .max).encode(fingerprint: HealthStateTests.fingerprint)
+        #expect(HealthStateTests.reason(distant) == "written at \(Int64.max) ms, not a possible time")
         #expect(HealthStateTests.reason(good) == "accepted")
     }
 

@@ -114,6 +114,8 @@ public final class HealthState: @unchecked Sendable {
     public static let magic: [UInt8] = Array("RDRHLTH".utf8) + [0]
     /// Format version written and read.
     public static let version: UInt32 = 1
+    /// The latest time a state file may carry, Unix milliseconds (2^52: about 140,000 years on).
+    public static let latestTime: Int64 = 1 << 52
     /// Most bytes of an error kept per member.
     public static let maximumErrorLength = 200
 
@@ -209,7 +211,11 @@ public final class HealthState: @unchecked Sendable {
             }
             let writtenAt: Int64 = try reader.read()
             let staleAfter: Int64 = try reader.read()
-            guard staleAfter > 0 else { throw fail("stale-after is \(staleAfter) ms") }
+            // Times outside 1970 … +140,000 years are no clock reading; checked first, the age
+            // arithmetic below cannot overflow (a caller's `now` is clamped to the same range).
+            let now = min(max(now, 0), HealthState.latestTime)
+            guard (0...HealthState.latestTime).contains(writtenAt) else { throw fail("written at \(writtenAt) ms, not a possible time") }
+            guard (1...HealthState.latestTime).contains(staleAfter) else { throw fail("stale-after is \(staleAfter) ms") }
             guard writtenAt <= now &+ 60_000 else { throw fail("written \((writtenAt - now) / 1000) s in the future (clock skew?)", .future) }
             guard now <= writtenAt &+ staleAfter else {
                 throw fail("stale: written \((now - writtenAt) / 1000) s ago, valid for \(staleAfter / 1000) s (is the prober running?)", .stale)
