@@ -5,13 +5,23 @@
  * two questions: which provider owns a client address (longest-prefix match), and
  * what an HTTP request from that client should get (pass, redirect, or a fixed answer).
  *
+ * Targets are pools of mirrors. A decision skips the members a health state marks down
+ * (rdr_health, loaded from the file `redirector probe` writes) and, where routes look at
+ * request headers, reads the headers the caller passes (rdr_header_name lists the names).
+ *
  * Threading and memory:
  *   - Every call is synchronous; the library starts no threads and uses no signals.
- *   - rdr_open/rdr_close allocate; no other call allocates. All output is written
+ *   - rdr_open/rdr_close, rdr_health_new/rdr_health_load/rdr_health_free and
+ *     rdr_format_skipped allocate; no other call allocates. All output is written
  *     into caller-owned memory, or points into the open table (valid until rdr_close).
  *   - A table is immutable: any number of threads may use one table at once.
+ *   - A health state (rdr_health) is read by decisions and written only by rdr_health_load:
+ *     a caller must not load into an rdr_health while another thread decides with it.
+ *     (NGINX workers are single-threaded; a multi-threaded caller keeps two and swaps the
+ *     pointer its decisions use after loading into the idle one.)
  *   - No input can make a call crash: bad addresses and bad requests yield "no match"
- *     or "pass"; bad snapshots make rdr_open fail with a message.
+ *     or "pass"; bad snapshots make rdr_open fail with a message; bad health state files
+ *     make rdr_health_load fail with a message and leave every member up.
  */
 #ifndef REDIRECTOR_H
 #define REDIRECTOR_H
@@ -24,7 +34,7 @@ extern "C" {
 #endif
 
 /* ABI version implemented by this header; compare with rdr_abi_version(). */
-#define RDR_ABI_VERSION 2
+#define RDR_ABI_VERSION 3
 
 /* An open snapshot. Opaque. */
 typedef struct rdr_table rdr_table;
@@ -35,6 +45,10 @@ typedef struct rdr_table rdr_table;
 #define RDR_ENOSPC     -1   /* a buffer is too small (rdr_decide, rdr_format_prefix) */
 #define RDR_EINVAL     -2   /* a required pointer (table, request, output) is NULL */
 #define RDR_ERANGE     -3   /* an index is out of range (rdr_route_header) */
+#define RDR_EHEALTH    -4   /* a health state file was refused (rdr_health_load) */
+
+/* Most request headers one decision reads (rdr_request.headers); see rdr_header_name. */
+#define RDR_MAX_HEADERS 32
 
 /* The ABI version the loaded library implements (RDR_ABI_VERSION when they agree). */
 uint32_t rdr_abi_version(void);
@@ -77,12 +91,29 @@ typedef enum {
     RDR_RESPOND  = 2   /* answer `status` with no Location (e.g. 404, 405, 200 for /v2/) */
 } rdr_action;
 
-/* One request, as the host saw it. Strings need not be NUL-terminated. */
+/* One request header. Strings need not be NUL-terminated; the name may be in any case. */
+typedef struct {
+    const char *name;    size_t name_len;
+    const char *value;   size_t value_len;
+} rdr_header;
+
+/* Which pool members are down, for decisions (rdr_health_new). Opaque. */
+typedef struct rdr_health rdr_health;
+
+/*
+ * One request, as the host saw it. Strings need not be NUL-terminated.
+ * headers: the request headers whose names rdr_header_name lists (others are ignored; a
+ * table without such names needs none: NULL and 0). At most RDR_MAX_HEADERS are read: when
+ * more are given, only those with a listed name count, the first RDR_MAX_HEADERS of them.
+ * health: the members' health, or NULL to decide as if every member were up.
+ */
 typedef struct {
     const char *client;  size_t client_len;  /* client address text: "192.0.2.1", "2001:db8::1" */
     const char *method;  size_t method_len;  /* "GET" */
     const char *host;    size_t host_len;    /* Host header (informational) */
     const char *path;    size_t path_len;    /* raw request target: path and optional "?query" */
+    const rdr_header *headers; size_t header_count; /* request headers routes look at */
+    const rdr_health *health;                /* NULL: every member up */
 } rdr_request;
 
 /* The answer, and why. Pointers point into the table and live until rdr_close. */
@@ -99,8 +130,22 @@ typedef struct {
     const char *provider_name; /* NUL-terminated, "" when no provider */
     const char *region;        /* NUL-terminated, "" when unknown */
     const char *route_name;    /* NUL-terminated, "" when no route matched */
-    const char *target_host;   /* NUL-terminated base URL of the redirect, "" otherwise */
+    const char *target_host;   /* NUL-terminated base URL of the redirect (the chosen member), "" otherwise */
+    int32_t     pool;          /* index of the pool the member was chosen from, -1 unless redirecting */
+    int32_t     member;        /* the chosen member's slot in health states, -1 unless redirecting */
+    int32_t     step;          /* fallback step that gave the target: RDR_STEP_* */
+    const char *pool_name;     /* NUL-terminated pool name, "" for a pool of one URL or none */
+    const char *step_name;     /* NUL-terminated step name ("primary", "nearest-region", ...), "" for none */
 } rdr_decision;
+
+/* Steps of the fallback chain (rdr_decision.step). */
+#define RDR_STEP_NONE            0  /* nothing was redirected, or the route does not redirect */
+#define RDR_STEP_PRIMARY         1  /* a member of the client's first pool: nothing failed over */
+#define RDR_STEP_POOL_FALLBACK   2  /* a member of the pool a down pool names as its fallback */
+#define RDR_STEP_NEAREST_REGION  3  /* a member of the nearest other region of the provider */
+#define RDR_STEP_PROVIDER        4  /* a member of the provider's pool for all regions */
+#define RDR_STEP_DEFAULT         5  /* a member of the policy's default pool */
+#define RDR_STEP_PASS            6  /* every candidate was down: the request passes */
 
 /*
  * Decides one request. Returns RDR_OK, RDR_ENOSPC (buf too small: out->location_len
@@ -110,7 +155,9 @@ typedef struct {
  * NUL-terminated when buflen > location_len. When buf is too small the call returns
  * RDR_ENOSPC with out->location_len set to the length needed and out->action set,
  * and nothing is written to buf. A malformed client address never matches; a path
- * with control bytes, or not starting with '/', is never redirected.
+ * with control bytes, or not starting with '/', is never redirected. Pool members
+ * req->health marks down are skipped (out->step tells how far the fallback chain went);
+ * routes with header conditions read req->headers. Allocates nothing.
  */
 int rdr_decide(const rdr_table *t, const rdr_request *req, rdr_decision *out,
                char *buf, size_t buflen);
@@ -134,6 +181,57 @@ int32_t rdr_route_header_count(const rdr_table *t, int32_t route);
  */
 int rdr_route_header(const rdr_table *t, int32_t route, int32_t index,
                      const char **name, const char **value);
+
+/* Number of request header names the table's routes look at (0 when t is NULL). */
+int32_t rdr_header_name_count(const rdr_table *t);
+
+/*
+ * Request header name `i` the routes look at: lower case, NUL-terminated, owned by the table;
+ * NULL when out of range. Pass these headers (and only these) in rdr_request.headers.
+ */
+const char *rdr_header_name(const rdr_table *t, int32_t i);
+
+/*
+ * A health state for decisions with table t: every member up until rdr_health_load succeeds.
+ * Allocates; NULL when t is NULL. Use it only with t (with another table it counts as NULL),
+ * and free it before closing t.
+ */
+rdr_health *rdr_health_new(const rdr_table *t);
+
+/*
+ * Reads a health state file's bytes (data[0..len), e.g. the whole file `redirector probe`
+ * writes) at Unix time now_ms (milliseconds). The file must be for t's pools (same member
+ * count and health fingerprint), intact (checksum), of this build's format version, and not
+ * stale at now_ms. On success, decisions using h skip the members it marks down, and the
+ * call returns RDR_OK. Otherwise it returns RDR_EHEALTH, writes a NUL-terminated reason
+ * into err (when err != NULL and errlen > 0, truncated to errlen) and resets h to "no health
+ * information": every member up, never all down. RDR_EINVAL when h is NULL. Allocates.
+ */
+int rdr_health_load(rdr_health *h, const void *data, size_t len, int64_t now_ms,
+                    char *err, size_t errlen);
+
+/*
+ * Unix time in milliseconds after which the loaded state is stale (written at + stale after):
+ * a caller then stops passing h (or loads a newer file). 0 when no state is loaded.
+ */
+int64_t rdr_health_expires(const rdr_health *h);
+
+/* Number of members the loaded state marks down (0 when none is loaded or h is NULL). */
+int32_t rdr_health_down_count(const rdr_health *h);
+
+/* Releases h. NULL is ignored. */
+void rdr_health_free(rdr_health *h);
+
+/*
+ * Decides req again, recording every pool member the decision passed over, and writes them
+ * to buf as text, NUL-terminated: "url(pool):reason" separated by single spaces, e.g.
+ * "https://a.example(eu):down https://b.example(eu):weight" (a pool of one URL has no
+ * "(pool)"; reasons: down, priority, weight). For explanations (a log variable), not for
+ * every request: it allocates. Returns the text length (0 when nothing was skipped),
+ * RDR_ENOSPC when buflen is too small (buf then holds ""), or RDR_EINVAL when t, req or buf
+ * is NULL or buflen is 0.
+ */
+int rdr_format_skipped(const rdr_table *t, const rdr_request *req, char *buf, size_t buflen);
 
 #ifdef __cplusplus
 }

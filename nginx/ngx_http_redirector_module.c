@@ -6,15 +6,25 @@
  *
  * Directives:
  *   redirector_snapshot  /path/to/file.rdb;     http
+ *   redirector_health_state /path/to/state;     http
+ *   redirector_health_check_interval 1s;        http
  *   redirector           on | off;              http, server, location
  *   set_redirector_target $var [$fallback];     server, location, if (needs the NDK)
  *
  * Variables: $redirector_action, $redirector_status, $redirector_target,
  *   $redirector_provider, $redirector_region, $redirector_prefix,
- *   $redirector_asn, $redirector_route, $redirector_snapshot.
+ *   $redirector_asn, $redirector_route, $redirector_snapshot,
+ *   $redirector_pool, $redirector_member, $redirector_step,
+ *   $redirector_skipped.
  *
  * The client address is the connection address (c->addr_text), so the stock
- * realip module decides which proxies are trusted.
+ * realip module decides which proxies are trusted.  The request headers the
+ * snapshot's routes look at (rdr_header_name) are passed to every decision.
+ *
+ * Health: each worker owns an rdr_health, checks the state file the prober
+ * writes every interval (a timer) and reloads it when it changed; while the
+ * file is missing, refused or stale, decisions see every member up.  The
+ * master makes no Swift call besides rdr_open (DESIGN: no threads there).
  */
 
 
@@ -46,11 +56,40 @@
 /* rdr_format_prefix() never needs more than 44 bytes. */
 #define NGX_HTTP_REDIRECTOR_PREFIX_LEN      48
 
+/* First buffer of $redirector_skipped; grows up to the maximum. */
+#define NGX_HTTP_REDIRECTOR_SKIPPED_LEN     512
+#define NGX_HTTP_REDIRECTOR_SKIPPED_MAX     65536
+
+/* A health state file holds ~20 bytes per member; refuse anything bigger. */
+#define NGX_HTTP_REDIRECTOR_HEALTH_MAX      (1024 * 1024)
+
+/* Room for the last reason a health state was not used (logged once). */
+#define NGX_HTTP_REDIRECTOR_REASON_LEN      512
+
 
 typedef struct {
     rdr_table                  *table;
     ngx_str_t                   snapshot;
     ngx_flag_t                  table_required;
+
+    /* the lower-case request header names the routes look at */
+    ngx_str_t                  *header_names;
+    ngx_uint_t                  nheader_names;
+
+    ngx_str_t                   health_state;
+    ngx_msec_t                  health_interval;
+
+    /* per worker (init_process), unused in the master */
+    rdr_health                 *health;
+    ngx_flag_t                  health_active;
+    int64_t                     health_expires;
+    ngx_event_t                 health_timer;
+    ngx_file_uniq_t             health_uniq;
+    time_t                      health_mtime;
+    long                        health_mtime_nsec;
+    off_t                       health_size;
+    size_t                      health_reason_len;
+    u_char                      health_reason[NGX_HTTP_REDIRECTOR_REASON_LEN];
 } ngx_http_redirector_main_conf_t;
 
 
@@ -62,6 +101,7 @@ typedef struct {
 typedef struct {
     rdr_decision                decision;
     ngx_str_t                   location;
+    const rdr_health           *health;     /* what the decision used */
 } ngx_http_redirector_ctx_t;
 
 
@@ -73,10 +113,17 @@ enum {
     NGX_HTTP_REDIRECTOR_VAR_REGION,
     NGX_HTTP_REDIRECTOR_VAR_PREFIX,
     NGX_HTTP_REDIRECTOR_VAR_ASN,
-    NGX_HTTP_REDIRECTOR_VAR_ROUTE
+    NGX_HTTP_REDIRECTOR_VAR_ROUTE,
+    NGX_HTTP_REDIRECTOR_VAR_POOL,
+    NGX_HTTP_REDIRECTOR_VAR_MEMBER,
+    NGX_HTTP_REDIRECTOR_VAR_STEP,
+    NGX_HTTP_REDIRECTOR_VAR_SKIPPED
 };
 
 
+static void ngx_http_redirector_request(ngx_http_request_t *r,
+    ngx_http_redirector_main_conf_t *rmcf, rdr_request *req,
+    rdr_header *headers);
 static ngx_int_t ngx_http_redirector_get_ctx(ngx_http_request_t *r,
     ngx_http_redirector_ctx_t **ctxp);
 static ngx_int_t ngx_http_redirector_handler(ngx_http_request_t *r);
@@ -90,12 +137,27 @@ static ngx_int_t ngx_http_redirector_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_redirector_snapshot_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_redirector_skipped(ngx_http_request_t *r,
+    ngx_http_redirector_ctx_t *ctx, ngx_http_variable_value_t *v);
 static void ngx_http_redirector_set_cstr(ngx_http_variable_value_t *v,
     const char *s);
 
 static char *ngx_http_redirector_snapshot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_redirector_health_state(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void ngx_http_redirector_cleanup(void *data);
+
+static ngx_int_t ngx_http_redirector_init_process(ngx_cycle_t *cycle);
+static void ngx_http_redirector_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_redirector_health_timer(ngx_event_t *ev);
+static void ngx_http_redirector_health_check(
+    ngx_http_redirector_main_conf_t *rmcf, ngx_log_t *log);
+static ngx_int_t ngx_http_redirector_health_read(
+    ngx_http_redirector_main_conf_t *rmcf, ngx_log_t *log, int64_t now,
+    u_char *reason, size_t len);
+static void ngx_http_redirector_health_off(
+    ngx_http_redirector_main_conf_t *rmcf, ngx_log_t *log, u_char *reason);
 #if (NGX_HTTP_REDIRECTOR_NDK)
 static char *ngx_http_redirector_set_target(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -107,6 +169,7 @@ static ngx_int_t ngx_http_redirector_set_target_value(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_redirector_add_variables(ngx_conf_t *cf);
 static void *ngx_http_redirector_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_redirector_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_redirector_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_redirector_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -120,6 +183,20 @@ static ngx_command_t  ngx_http_redirector_commands[] = {
       ngx_http_redirector_snapshot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("redirector_health_state"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_redirector_health_state,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("redirector_health_check_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_redirector_main_conf_t, health_interval),
       NULL },
 
     { ngx_string("redirector"),
@@ -150,7 +227,7 @@ static ngx_http_module_t  ngx_http_redirector_module_ctx = {
     ngx_http_redirector_init,              /* postconfiguration */
 
     ngx_http_redirector_create_main_conf,  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_redirector_init_main_conf,    /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -167,10 +244,10 @@ ngx_module_t  ngx_http_redirector_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_redirector_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_redirector_exit_process,      /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -205,6 +282,18 @@ static ngx_http_variable_t  ngx_http_redirector_vars[] = {
     { ngx_string("redirector_snapshot"), NULL,
       ngx_http_redirector_snapshot_variable, 0, 0, 0 },
 
+    { ngx_string("redirector_pool"), NULL,
+      ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_POOL, 0, 0 },
+
+    { ngx_string("redirector_member"), NULL,
+      ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_MEMBER, 0, 0 },
+
+    { ngx_string("redirector_step"), NULL,
+      ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_STEP, 0, 0 },
+
+    { ngx_string("redirector_skipped"), NULL,
+      ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_SKIPPED, 0, 0 },
+
       ngx_http_null_variable
 };
 
@@ -214,6 +303,110 @@ static ngx_str_t  ngx_http_redirector_actions[] = {
     ngx_string("redirect"),
     ngx_string("respond")
 };
+
+
+/*
+ * The decision input of the (main) request r: the connection address, the
+ * method, Host, the raw request target, the headers the routes look at (into
+ * `headers`, RDR_MAX_HEADERS of them at most) and this worker's health state
+ * while it is fresh.
+ */
+
+static void
+ngx_http_redirector_request(ngx_http_request_t *r,
+    ngx_http_redirector_main_conf_t *rmcf, rdr_request *req,
+    rdr_header *headers)
+{
+    ngx_uint_t        i, k, n;
+    ngx_str_t        *name;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    req->client = (const char *) r->connection->addr_text.data;
+    req->client_len = r->connection->addr_text.len;
+    req->method = (const char *) r->method_name.data;
+    req->method_len = r->method_name.len;
+
+    if (r->headers_in.host) {
+        req->host = (const char *) r->headers_in.host->value.data;
+        req->host_len = r->headers_in.host->value.len;
+
+    } else {
+        req->host = "";
+        req->host_len = 0;
+    }
+
+    req->path = (const char *) r->unparsed_uri.data;
+    req->path_len = r->unparsed_uri.len;
+
+    if (req->client == NULL) {
+        req->client = "";
+        req->client_len = 0;
+    }
+
+    if (req->method == NULL) {
+        req->method = "";
+        req->method_len = 0;
+    }
+
+    if (req->path == NULL) {
+        req->path = "";
+        req->path_len = 0;
+    }
+
+    n = 0;
+
+    if (rmcf->nheader_names) {
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].hash == 0) {
+                continue;
+            }
+
+            name = rmcf->header_names;
+
+            for (k = 0; k < rmcf->nheader_names; k++) {
+                if (h[i].key.len == name[k].len
+                    && ngx_strncasecmp(h[i].key.data, name[k].data,
+                                       name[k].len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (k == rmcf->nheader_names) {
+                continue;
+            }
+
+            headers[n].name = (const char *) h[i].key.data;
+            headers[n].name_len = h[i].key.len;
+            headers[n].value = (const char *) h[i].value.data;
+            headers[n].value_len = h[i].value.len;
+
+            if (++n == RDR_MAX_HEADERS) {
+                break;
+            }
+        }
+    }
+
+    req->headers = n ? headers : NULL;
+    req->header_count = n;
+    req->health = rmcf->health_active ? rmcf->health : NULL;
+}
 
 
 /*
@@ -229,6 +422,7 @@ ngx_http_redirector_get_ctx(ngx_http_request_t *r,
     int                               rc;
     u_char                           *buf;
     size_t                            len, need;
+    rdr_header                        headers[RDR_MAX_HEADERS];
     rdr_request                       req;
     ngx_http_redirector_ctx_t        *ctx;
     ngx_http_redirector_main_conf_t  *rmcf;
@@ -251,37 +445,9 @@ ngx_http_redirector_get_ctx(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    req.client = (const char *) r->connection->addr_text.data;
-    req.client_len = r->connection->addr_text.len;
-    req.method = (const char *) r->method_name.data;
-    req.method_len = r->method_name.len;
+    ngx_http_redirector_request(r, rmcf, &req, headers);
 
-    if (r->headers_in.host) {
-        req.host = (const char *) r->headers_in.host->value.data;
-        req.host_len = r->headers_in.host->value.len;
-
-    } else {
-        req.host = "";
-        req.host_len = 0;
-    }
-
-    req.path = (const char *) r->unparsed_uri.data;
-    req.path_len = r->unparsed_uri.len;
-
-    if (req.client == NULL) {
-        req.client = "";
-        req.client_len = 0;
-    }
-
-    if (req.method == NULL) {
-        req.method = "";
-        req.method_len = 0;
-    }
-
-    if (req.path == NULL) {
-        req.path = "";
-        req.path_len = 0;
-    }
+    ctx->health = req.health;
 
     len = req.path_len + NGX_HTTP_REDIRECTOR_LOCATION_SLACK;
 
@@ -325,6 +491,9 @@ ngx_http_redirector_get_ctx(ngx_http_request_t *r,
         ctx->decision.provider = -1;
         ctx->decision.route = -1;
         ctx->decision.attribute = -1;
+        ctx->decision.pool = -1;
+        ctx->decision.member = -1;
+        ctx->decision.step = RDR_STEP_NONE;
 
     } else if (ctx->decision.action == RDR_REDIRECT) {
         ctx->location.data = buf;
@@ -612,6 +781,22 @@ ngx_http_redirector_variable(ngx_http_request_t *r,
         ngx_http_redirector_set_cstr(v, d->route_name);
         return NGX_OK;
 
+    case NGX_HTTP_REDIRECTOR_VAR_POOL:
+        ngx_http_redirector_set_cstr(v, d->pool_name);
+        return NGX_OK;
+
+    case NGX_HTTP_REDIRECTOR_VAR_MEMBER:
+        ngx_http_redirector_set_cstr(v, d->action == RDR_REDIRECT
+                                        ? d->target_host : NULL);
+        return NGX_OK;
+
+    case NGX_HTTP_REDIRECTOR_VAR_STEP:
+        ngx_http_redirector_set_cstr(v, d->step_name);
+        return NGX_OK;
+
+    case NGX_HTTP_REDIRECTOR_VAR_SKIPPED:
+        return ngx_http_redirector_skipped(r, ctx, v);
+
     case NGX_HTTP_REDIRECTOR_VAR_PREFIX:
         if (d->attribute < 0) {
             v->not_found = 1;
@@ -660,6 +845,61 @@ ngx_http_redirector_variable(ngx_http_request_t *r,
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $redirector_skipped: the pool members the decision passed over, from a
+ * second decision that records them (rdr_format_skipped), made only when a
+ * configuration reads the variable.  It uses the health state the decision
+ * used, as it is now (a timer may have reloaded it in between).
+ */
+
+static ngx_int_t
+ngx_http_redirector_skipped(ngx_http_request_t *r,
+    ngx_http_redirector_ctx_t *ctx, ngx_http_variable_value_t *v)
+{
+    int                               n;
+    u_char                           *p;
+    size_t                            len;
+    rdr_header                        headers[RDR_MAX_HEADERS];
+    rdr_request                       req;
+    ngx_http_redirector_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_http_redirector_module);
+
+    ngx_http_redirector_request(r->main, rmcf, &req, headers);
+
+    if (ctx->health == NULL) {
+        req.health = NULL;
+    }
+
+    for (len = NGX_HTTP_REDIRECTOR_SKIPPED_LEN; /* void */ ; len *= 4) {
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = rdr_format_skipped(rmcf->table, &req, (char *) p, len);
+
+        if (n != RDR_ENOSPC || len >= NGX_HTTP_REDIRECTOR_SKIPPED_MAX) {
+            break;
+        }
+    }
+
+    if (n <= 0 || (size_t) n >= len) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = n;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = p;
 
     return NGX_OK;
 }
@@ -790,7 +1030,9 @@ ngx_http_redirector_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_redirector_main_conf_t *rmcf = conf;
 
     char                 err[512];
+    int32_t              i, n;
     uint32_t             abi;
+    const char          *name;
     rdr_table           *table;
     ngx_str_t           *value, path;
     ngx_pool_cleanup_t  *cln;
@@ -846,9 +1088,63 @@ ngx_http_redirector_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf->table = table;
     rmcf->snapshot = path;
 
+    /* the header names belong to the table, which lives as long as the cycle */
+
+    n = rdr_header_name_count(table);
+
+    if (n > 0) {
+        rmcf->header_names = ngx_palloc(cf->pool, n * sizeof(ngx_str_t));
+        if (rmcf->header_names == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < n; i++) {
+            name = rdr_header_name(table, i);
+
+            if (name == NULL || name[0] == '\0') {
+                continue;
+            }
+
+            rmcf->header_names[rmcf->nheader_names].data = (u_char *) name;
+            rmcf->header_names[rmcf->nheader_names].len = ngx_strlen(name);
+            rmcf->nheader_names++;
+        }
+    }
+
     ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
-                  "redirector: loaded snapshot \"%V\" (%D providers)",
-                  &path, rdr_provider_count(table));
+                  "redirector: loaded snapshot \"%V\" (%D providers, "
+                  "%ui request headers read)",
+                  &path, rdr_provider_count(table), rmcf->nheader_names);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_redirector_health_state(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_redirector_main_conf_t *rmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rmcf->health_state.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "has an empty path";
+    }
+
+    rmcf->health_state = value[1];
+
+    /* the file is read by the workers, and may not exist yet */
+
+    if (ngx_conf_full_name(cf->cycle, &rmcf->health_state, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -898,9 +1194,35 @@ ngx_http_redirector_create_main_conf(ngx_conf_t *cf)
      *     rmcf->table = NULL;
      *     rmcf->snapshot = { 0, NULL };
      *     rmcf->table_required = 0;
+     *     rmcf->header_names = NULL;
+     *     rmcf->nheader_names = 0;
+     *     rmcf->health_state = { 0, NULL };
+     *     rmcf->health = NULL;
+     *     rmcf->health_active = 0;
+     *     rmcf->health_reason_len = 0;
      */
 
+    rmcf->health_interval = NGX_CONF_UNSET_MSEC;
+
     return rmcf;
+}
+
+
+static char *
+ngx_http_redirector_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_redirector_main_conf_t *rmcf = conf;
+
+    ngx_conf_init_msec_value(rmcf->health_interval, 1000);
+
+    if (rmcf->health_interval == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"redirector_health_check_interval\" must be "
+                           "positive");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -958,6 +1280,13 @@ ngx_http_redirector_init(ngx_conf_t *cf)
             return NGX_ERROR;
         }
 
+        if (rmcf->health_state.data) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"redirector_health_state\" requires "
+                               "\"redirector_snapshot\" in the http block");
+            return NGX_ERROR;
+        }
+
         return NGX_OK;
     }
 
@@ -971,4 +1300,352 @@ ngx_http_redirector_init(ngx_conf_t *cf)
     *h = ngx_http_redirector_handler;
 
     return NGX_OK;
+}
+
+
+/*
+ * Health state, per worker: an rdr_health made in init_process (never in the
+ * master), a timer that checks the file every interval and reloads it when
+ * its inode, size or modification time changed, and a check of its expiry on
+ * every tick.  Decisions pass the state only while it is loaded and fresh.
+ */
+
+static ngx_int_t
+ngx_http_redirector_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_redirector_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_redirector_module);
+
+    if (rmcf == NULL || rmcf->table == NULL || rmcf->health_state.len == 0) {
+        return NGX_OK;
+    }
+
+    /* cache managers and loaders run init_process too, and decide nothing */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    rmcf->health = rdr_health_new(rmcf->table);
+
+    if (rmcf->health == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "redirector: rdr_health_new() failed");
+        return NGX_ERROR;
+    }
+
+    rmcf->health_active = 0;
+    rmcf->health_uniq = 0;
+    rmcf->health_size = -1;
+    rmcf->health_reason_len = 0;
+
+    ngx_http_redirector_health_check(rmcf, cycle->log);
+
+    rmcf->health_timer.handler = ngx_http_redirector_health_timer;
+    rmcf->health_timer.data = rmcf;
+    rmcf->health_timer.log = cycle->log;
+    rmcf->health_timer.cancelable = 1;
+
+    ngx_add_timer(&rmcf->health_timer, rmcf->health_interval);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_redirector_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_redirector_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_redirector_module);
+
+    if (rmcf == NULL || rmcf->health == NULL) {
+        return;
+    }
+
+    if (rmcf->health_timer.timer_set) {
+        ngx_del_timer(&rmcf->health_timer);
+    }
+
+    rmcf->health_active = 0;
+
+    rdr_health_free(rmcf->health);
+    rmcf->health = NULL;
+}
+
+
+static void
+ngx_http_redirector_health_timer(ngx_event_t *ev)
+{
+    ngx_http_redirector_main_conf_t  *rmcf = ev->data;
+
+    if (ngx_exiting || ngx_terminate || rmcf->health == NULL) {
+        return;
+    }
+
+    ngx_http_redirector_health_check(rmcf, ev->log);
+
+    ngx_add_timer(ev, rmcf->health_interval);
+}
+
+
+static void
+ngx_http_redirector_health_check(ngx_http_redirector_main_conf_t *rmcf,
+    ngx_log_t *log)
+{
+    long              nsec;
+    u_char           *p;
+    int64_t           now;
+    ngx_err_t         err;
+    ngx_time_t       *tp;
+    ngx_file_info_t   fi;
+    u_char            reason[NGX_HTTP_REDIRECTOR_REASON_LEN];
+
+    tp = ngx_timeofday();
+    now = (int64_t) tp->sec * 1000 + (int64_t) tp->msec;
+
+    if (ngx_file_info(rmcf->health_state.data, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+        p = ngx_snprintf(reason, sizeof(reason) - 1,
+                         ngx_file_info_n " failed (%d: ", err);
+        p = ngx_strerror(err, p, reason + sizeof(reason) - 2 - p);
+        p = ngx_snprintf(p, reason + sizeof(reason) - 1 - p, ")");
+        *p = '\0';
+
+        rmcf->health_uniq = 0;
+        rmcf->health_size = -1;
+
+        ngx_http_redirector_health_off(rmcf, log, reason);
+        return;
+    }
+
+#if (NGX_LINUX)
+    nsec = fi.st_mtim.tv_nsec;
+#else
+    nsec = 0;
+#endif
+
+    if (ngx_file_uniq(&fi) != rmcf->health_uniq
+        || ngx_file_size(&fi) != rmcf->health_size
+        || ngx_file_mtime(&fi) != rmcf->health_mtime
+        || nsec != rmcf->health_mtime_nsec)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "redirector: health state \"%V\" changed",
+                       &rmcf->health_state);
+
+        if (ngx_http_redirector_health_read(rmcf, log, now, reason,
+                                            sizeof(reason))
+            != NGX_OK)
+        {
+            /* read again on the next tick; logged once per reason */
+
+            rmcf->health_uniq = 0;
+            rmcf->health_size = -1;
+
+            ngx_http_redirector_health_off(rmcf, log, reason);
+            return;
+        }
+
+        if (rmcf->health_reason_len) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "redirector: health state \"%V\" loaded "
+                          "(%D members down)", &rmcf->health_state,
+                          rdr_health_down_count(rmcf->health));
+        }
+
+        rmcf->health_reason_len = 0;
+        rmcf->health_active = 1;
+        rmcf->health_expires = rdr_health_expires(rmcf->health);
+    }
+
+    if (rmcf->health_active && now > rmcf->health_expires) {
+        p = ngx_snprintf(reason, sizeof(reason) - 1,
+                         "stale since %L ms ago, not rewritten by the "
+                         "prober (is it running?)",
+                         now - rmcf->health_expires);
+        *p = '\0';
+
+        ngx_http_redirector_health_off(rmcf, log, reason);
+    }
+}
+
+
+/*
+ * Reads the state file whole into a temporary pool and loads it into the
+ * worker's rdr_health.  Remembers the identity (inode, size, mtime) of the
+ * file read.  On failure writes the reason, NUL-terminated, into `reason`.
+ */
+
+static ngx_int_t
+ngx_http_redirector_health_read(ngx_http_redirector_main_conf_t *rmcf,
+    ngx_log_t *log, int64_t now, u_char *reason, size_t len)
+{
+    int               rc;
+    u_char           *p, *buf;
+    off_t             size;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_err_t         err;
+    ngx_file_t        file;
+    ngx_pool_t       *pool;
+    const char       *what;
+    ngx_file_info_t   fi;
+
+    fd = ngx_open_file(rmcf->health_state.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        what = ngx_open_file_n;
+        goto failed;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        what = ngx_fd_info_n;
+        goto failed_close;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > NGX_HTTP_REDIRECTOR_HEALTH_MAX) {
+        ngx_close_file(fd);
+
+        p = ngx_snprintf(reason, len - 1, "%O bytes, larger than %d",
+                         size, NGX_HTTP_REDIRECTOR_HEALTH_MAX);
+        *p = '\0';
+        return NGX_ERROR;
+    }
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
+    if (pool == NULL) {
+        ngx_close_file(fd);
+
+        p = ngx_snprintf(reason, len - 1, "out of memory");
+        *p = '\0';
+        return NGX_ERROR;
+    }
+
+    buf = ngx_pnalloc(pool, (size_t) size + 1);
+    if (buf == NULL) {
+        ngx_destroy_pool(pool);
+        ngx_close_file(fd);
+
+        p = ngx_snprintf(reason, len - 1, "out of memory");
+        *p = '\0';
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.fd = fd;
+    file.name = rmcf->health_state;
+    file.log = log;
+
+    n = size ? ngx_read_file(&file, buf, (size_t) size, 0) : 0;
+
+    if (n == NGX_ERROR) {
+        ngx_destroy_pool(pool);
+        what = ngx_read_file_n;
+        goto failed_close;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", &rmcf->health_state);
+    }
+
+    if (n != size) {
+        ngx_destroy_pool(pool);
+
+        p = ngx_snprintf(reason, len - 1, "read only %z of %O bytes", n, size);
+        *p = '\0';
+        return NGX_ERROR;
+    }
+
+    reason[0] = '\0';
+
+    rc = rdr_health_load(rmcf->health, buf, (size_t) n, now,
+                         (char *) reason, len);
+
+    ngx_destroy_pool(pool);
+
+    /* a refused file left the state "every member up" */
+
+    rmcf->health_uniq = ngx_file_uniq(&fi);
+    rmcf->health_size = size;
+    rmcf->health_mtime = ngx_file_mtime(&fi);
+#if (NGX_LINUX)
+    rmcf->health_mtime_nsec = fi.st_mtim.tv_nsec;
+#else
+    rmcf->health_mtime_nsec = 0;
+#endif
+
+    if (rc != RDR_OK) {
+        reason[len - 1] = '\0';
+
+        if (reason[0] == '\0') {
+            p = ngx_snprintf(reason, len - 1, "refused (%d)", rc);
+            *p = '\0';
+        }
+
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "redirector: health state \"%V\" loaded, %D down, "
+                   "expires %L", &rmcf->health_state,
+                   rdr_health_down_count(rmcf->health),
+                   rdr_health_expires(rmcf->health));
+
+    return NGX_OK;
+
+failed_close:
+
+    err = ngx_errno;
+    ngx_close_file(fd);
+    ngx_set_errno(err);
+
+failed:
+
+    err = ngx_errno;
+
+    p = ngx_snprintf(reason, len - 1, "%s failed (%d: ", what, err);
+    p = ngx_strerror(err, p, reason + len - 2 - p);
+    p = ngx_snprintf(p, reason + len - 1 - p, ")");
+    *p = '\0';
+
+    return NGX_ERROR;
+}
+
+
+/* Decides without health from now on; logs `reason` unless it was the last. */
+
+static void
+ngx_http_redirector_health_off(ngx_http_redirector_main_conf_t *rmcf,
+    ngx_log_t *log, u_char *reason)
+{
+    size_t  len;
+
+    rmcf->health_active = 0;
+
+    len = ngx_strlen(reason);
+
+    if (len == rmcf->health_reason_len
+        && ngx_memcmp(reason, rmcf->health_reason, len) == 0)
+    {
+        return;
+    }
+
+    len = ngx_min(len, NGX_HTTP_REDIRECTOR_REASON_LEN - 1);
+    ngx_memcpy(rmcf->health_reason, reason, len);
+    rmcf->health_reason_len = len;
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "redirector: health state \"%V\": %s "
+                  "(deciding without health)", &rmcf->health_state, reason);
 }

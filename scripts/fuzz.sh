@@ -111,7 +111,7 @@ build_target() {
         log "linking $bin (with the C ABI)"
         swiftc "${swiftflags[@]}" "${sanitize[@]}" -I "$out/core" -I Sources/CRedirector \
           Fuzz/Targets/Common.swift Fuzz/Targets/decide.swift \
-          Sources/RedirectorABI/RedirectorABI.swift "$out/core/libRedirectorCore.a" -o "$bin" 2>&1 | filter
+          Sources/RedirectorABI/*.swift "$out/core/libRedirectorCore.a" -o "$bin" 2>&1 | filter
       fi ;;
     *)
       build_compiler

@@ -33,29 +33,9 @@ func shown(_ bytes: some Sequence<UInt8>) -> String {
     TextEscaping.displayBytes(bytes)
 }
 
-/// Every base URL a redirect of `snapshot` may name: provider, region, fallback and URL targets.
+/// Every base URL a redirect of `snapshot` may name: the members of its pools (every target is one).
 func configuredTargets(_ snapshot: Snapshot) -> Set<[UInt8]> {
-    let strings = snapshot.strings
-    var targets = Set<[UInt8]>()
-    func add(_ reference: StringRef) {
-        if !reference.isEmpty { targets.insert(Array(strings.bytes(reference))) }
-    }
-    for provider in snapshot.policy.providers {
-        add(provider.targets.registry)
-        add(provider.targets.artifacts)
-        for region in provider.regionTargets {
-            add(region.targets.registry)
-            add(region.targets.artifacts)
-        }
-    }
-    if case .redirect(let hosts) = snapshot.policy.fallback {
-        add(hosts.registry)
-        add(hosts.artifacts)
-    }
-    for route in snapshot.policy.routes {
-        if case .redirect(_, .url(let url), _, _) = route.action { add(url) }
-    }
-    return targets
+    Set(snapshot.policy.members.map { Array(snapshot.strings.bytes($0.url)) })
 }
 
 /// The decision contract's invariants for one decision; aborts with a message when one fails.

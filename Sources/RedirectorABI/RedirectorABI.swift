@@ -5,28 +5,63 @@
 //
 // Every entry point is synchronous, starts no threads, and never traps: pointers are checked for
 // NULL, lengths are checked, and all indices into the snapshot were validated when it was opened.
-// Only rdr_open and rdr_close allocate.
+// Only rdr_open and rdr_close, the health state's life cycle (Health.swift) and rdr_format_skipped
+// allocate; rdr_decide reads request headers from stack memory (Request.swift).
 
 import CRedirector
 import RedirectorCore
 
 /// What `rdr_table *` points to: the answer tries' raw views, so lookups touch no reference counts,
-/// and the snapshot that owns their memory (retained until rdr_close).
-private struct Handle {
+/// the snapshot that owns their memory (retained until rdr_close), and the C strings of the
+/// fallback steps' names (``FallbackStep/name``, "" for none), allocated once per table.
+struct Handle {
     let ipv4: Poptrie
     let ipv6: Poptrie
     let attributes: UnsafeRawPointer
     let owner: Unmanaged<Snapshot>
+    /// Whether any route looks at request headers (else rdr_decide does not read them).
+    let readsHeaders: Bool
+    /// `stepNames[step.rawValue]`, for every ``FallbackStep``.
+    let stepNames: UnsafeMutableBufferPointer<UnsafePointer<CChar>>
+    /// The memory `stepNames` point into.
+    let stepText: UnsafeMutableBufferPointer<CChar>
 }
 
 @inline(__always)
-private func handle(_ pointer: OpaquePointer?) -> UnsafePointer<Handle>? {
+func handle(_ pointer: OpaquePointer?) -> UnsafePointer<Handle>? {
     pointer.map { UnsafePointer<Handle>($0) }
 }
 
 @inline(__always)
-private func table(_ pointer: OpaquePointer?) -> Snapshot? {
+func table(_ pointer: OpaquePointer?) -> Snapshot? {
     handle(pointer)?.pointee.owner.takeUnretainedValue()
+}
+
+/// Writes `message` NUL-terminated into the caller's buffer `error` (truncated to `errorLength`), if any.
+func report(_ message: String, into error: UnsafeMutablePointer<CChar>?, length errorLength: Int) {
+    guard let error, errorLength > 0 else { return }
+    var length = 0
+    for byte in message.utf8 where length < errorLength - 1 {
+        error[length] = CChar(bitPattern: byte)
+        length += 1
+    }
+    error[length] = 0
+}
+
+/// The C strings of every fallback step's name, indexed by raw value ("" for ``FallbackStep/none``).
+private func stepNames() -> (names: UnsafeMutableBufferPointer<UnsafePointer<CChar>>, text: UnsafeMutableBufferPointer<CChar>) {
+    let count = Int(FallbackStep.allCases.map(\.rawValue).max() ?? 0) + 1
+    var text: [UInt8] = [0]  // offset 0: ""
+    var offsets = [Int](repeating: 0, count: count)
+    for step in FallbackStep.allCases where step != .none && step.rawValue >= 0 {
+        offsets[Int(step.rawValue)] = text.count
+        text += Array(step.name.utf8) + [0]
+    }
+    let storage = UnsafeMutablePointer<CChar>.allocate(capacity: text.count)
+    for (index, byte) in text.enumerated() { storage[index] = CChar(bitPattern: byte) }
+    let names = UnsafeMutablePointer<UnsafePointer<CChar>>.allocate(capacity: count)
+    for index in 0..<count { (names + index).initialize(to: UnsafePointer(storage + offsets[index])) }
+    return (UnsafeMutableBufferPointer(start: names, count: count), UnsafeMutableBufferPointer(start: storage, count: text.count))
 }
 
 /// The provider of an answer leaf (attribute index + 1), `RDR_NO_MATCH` for none.
@@ -39,26 +74,22 @@ private func provider(_ handle: UnsafePointer<Handle>, _ leaf: UInt32) -> Int32 
 public func rdr_abi_version() -> UInt32 { UInt32(RDR_ABI_VERSION) }
 
 @_cdecl("rdr_open")
-public func rdr_open(_ path: UnsafePointer<CChar>?, _ error: UnsafeMutablePointer<CChar>?, _ errorLength: Int) -> OpaquePointer? {
-    func report(_ message: String) -> OpaquePointer? {
-        guard let error, errorLength > 0 else { return nil }
-        var length = 0
-        for byte in message.utf8 where length < errorLength - 1 {
-            error[length] = CChar(bitPattern: byte)
-            length += 1
-        }
-        error[length] = 0
+public func rdr_open(_ path: UnsafePointer<CChar>?, _ message: UnsafeMutablePointer<CChar>?, _ messageLength: Int) -> OpaquePointer? {
+    guard let path else {
+        report("rdr_open: snapshot path is NULL", into: message, length: messageLength)
         return nil
     }
-    guard let path else { return report("rdr_open: snapshot path is NULL") }
     do {
         let snapshot = try Snapshot.open(path: String(cString: path))
+        let steps = stepNames()
         let handle = UnsafeMutablePointer<Handle>.allocate(capacity: 1)
         handle.initialize(to: Handle(ipv4: snapshot.ipv4.answers, ipv6: snapshot.ipv6.answers, attributes: snapshot.attributes,
-                                     owner: Unmanaged.passRetained(snapshot)))
+                                     owner: Unmanaged.passRetained(snapshot), readsHeaders: !snapshot.policy.headerNames.isEmpty,
+                                     stepNames: steps.names, stepText: steps.text))
         return OpaquePointer(handle)
     } catch {
-        return report("\(error)")
+        report("\(error)", into: message, length: messageLength)
+        return nil
     }
 }
 
@@ -67,6 +98,8 @@ public func rdr_close(_ pointer: OpaquePointer?) {
     guard let pointer else { return }
     let handle = UnsafeMutablePointer<Handle>(pointer)
     handle.pointee.owner.release()
+    handle.pointee.stepNames.deallocate()
+    handle.pointee.stepText.deallocate()
     handle.deinitialize(count: 1)
     handle.deallocate()
 }
@@ -113,24 +146,22 @@ public func rdr_provider_name(_ pointer: OpaquePointer?, _ index: Int32) -> Unsa
     return snapshot.strings.cString(snapshot.policy.providers[Int(index)].name)
 }
 
-/// A (pointer, length) field of `rdr_request` as bytes; a NULL pointer or a zero length reads as empty.
-@inline(__always)
-private func bytes(_ start: UnsafePointer<CChar>?, _ count: Int) -> UnsafeRawBufferPointer {
-    guard let start, count > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-    return UnsafeRawBufferPointer(start: start, count: count)
-}
-
 @_cdecl("rdr_decide")
 public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_request>?,
                        _ output: UnsafeMutablePointer<rdr_decision>?,
                        _ buffer: UnsafeMutablePointer<CChar>?, _ bufferLength: Int) -> Int32 {
-    guard let snapshot = table(pointer), let request, let output else { return RDR_EINVAL }
+    guard let handle = handle(pointer), let pointer, let request, let output else { return RDR_EINVAL }
+    let snapshot = handle.pointee.owner.takeUnretainedValue()
     let fields = request.pointee
     let client = AddressParser.parseAddress(bytes(fields.client, fields.client_len))
     let location = UnsafeMutableRawBufferPointer(start: buffer, count: buffer == nil ? 0 : max(bufferLength, 0))
-    let decision = snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
-                                   target: bytes(fields.path, fields.path_len), location: location)
+    let health = healthView(fields.health, table: pointer)
+    let decision = withRequestHeaders(fields, reading: handle.pointee.readsHeaders, snapshot: snapshot) { headers in
+        snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
+                        target: bytes(fields.path, fields.path_len), headers: headers, health: health, location: location)
+    }
     let strings = snapshot.strings
+    let policy = snapshot.policy
     var answer = rdr_decision()
     answer.action = Int32(decision.action.rawValue)
     answer.status = decision.status
@@ -144,12 +175,25 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
         withUnsafeMutableBytes(of: &answer.client) { client.storeNetworkBytes(into: $0) }
     }
     let providerName = decision.attributes.provider >= 0
-        ? snapshot.policy.providers[Int(decision.attributes.provider)].name : StringRef.empty
-    let routeName = decision.route >= 0 ? snapshot.policy.routes[Int(decision.route)].name : StringRef.empty
+        ? policy.providers[Int(decision.attributes.provider)].name : StringRef.empty
+    let routeName = decision.route >= 0 ? policy.routes[Int(decision.route)].name : StringRef.empty
     answer.provider_name = strings.cString(providerName)
     answer.region = strings.cString(decision.attributes.region)
     answer.route_name = strings.cString(routeName)
     answer.target_host = strings.cString(decision.target)
+    var poolName = StringRef.empty
+    if let index = decision.pool.index, index < policy.pools.count {
+        answer.pool = Int32(truncatingIfNeeded: index)
+        poolName = policy.pools[index].name
+    } else {
+        answer.pool = -1
+    }
+    answer.pool_name = strings.cString(poolName)
+    answer.member = decision.member
+    answer.step = decision.step.rawValue
+    let steps = handle.pointee.stepNames
+    let step = Int(decision.step.rawValue)
+    answer.step_name = step >= 0 && step < steps.count ? steps[step] : steps[0]
     output.pointee = answer
     guard decision.action != .redirect || decision.locationLength <= location.count else { return RDR_ENOSPC }
     if decision.action == .redirect, decision.locationLength < location.count, let buffer {
@@ -195,4 +239,16 @@ public func rdr_route_header(_ pointer: OpaquePointer?, _ route: Int32, _ index:
     name?.pointee = snapshot.strings.cString(headers[Int(index)].name)
     value?.pointee = snapshot.strings.cString(headers[Int(index)].value)
     return RDR_OK
+}
+
+@_cdecl("rdr_header_name_count")
+public func rdr_header_name_count(_ pointer: OpaquePointer?) -> Int32 {
+    guard let snapshot = table(pointer) else { return 0 }
+    return Int32(truncatingIfNeeded: snapshot.policy.headerNames.count)
+}
+
+@_cdecl("rdr_header_name")
+public func rdr_header_name(_ pointer: OpaquePointer?, _ index: Int32) -> UnsafePointer<CChar>? {
+    guard let snapshot = table(pointer), index >= 0, Int(index) < snapshot.policy.headerNames.count else { return nil }
+    return snapshot.strings.cString(snapshot.policy.headerNames[Int(index)])
 }

@@ -15,6 +15,12 @@
 --                        ngx.var.http_host, ngx.var.request_uri)
 --   if d.action == "redirect" then return ngx.redirect(d.location, d.status) end
 --
+-- Mirror pools with health checks: decisions skip the members the prober's state file marks
+-- down once the object watches it (init_worker_by_lua*, or init_by_lua*: the timer then starts
+-- in each worker at its first decision):
+--
+--   init_worker_by_lua_block { rdr:watch_health("/run/redirector/health.state", 1) }
+--
 -- Memory: buffers are allocated once per object (new() runs in init_by_lua*, so every
 -- worker gets its own copy on fork); a decision allocates no C memory. Strings the
 -- library returns point into the open table and are copied into Lua strings.
@@ -28,14 +34,20 @@ local ffi_string = ffi.string
 local tonumber = tonumber
 local tostring = tostring
 local type = type
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local rawget = rawget
 local setmetatable = setmetatable
+local math_floor = math.floor
+local str_lower = string.lower
 
 -- The declarations of include/redirector.h that this binding uses, its constants included (as
 -- static consts and the rdr_action enum). Tests/Integration/test_abi_layout.py compiles the header
 -- and fails when a size, an offset or a value here disagrees with it.
-if not pcall(ffi.typeof, "rdr_decision") then
+if not pcall(ffi.typeof, "rdr_header") then
     ffi.cdef [[
-static const int RDR_ABI_VERSION = 2;
+static const int RDR_ABI_VERSION = 3;
 
 typedef struct rdr_table rdr_table;
 
@@ -44,6 +56,8 @@ static const int RDR_NO_MATCH = -1;
 static const int RDR_ENOSPC = -1;
 static const int RDR_EINVAL = -2;
 static const int RDR_ERANGE = -3;
+static const int RDR_EHEALTH = -4;
+static const int RDR_MAX_HEADERS = 32;
 
 uint32_t rdr_abi_version(void);
 rdr_table *rdr_open(const char *snapshot_path, char *err, size_t errlen);
@@ -59,10 +73,19 @@ typedef enum {
 } rdr_action;
 
 typedef struct {
+    const char *name;    size_t name_len;
+    const char *value;   size_t value_len;
+} rdr_header;
+
+typedef struct rdr_health rdr_health;
+
+typedef struct {
     const char *client;  size_t client_len;
     const char *method;  size_t method_len;
     const char *host;    size_t host_len;
     const char *path;    size_t path_len;
+    const rdr_header *headers; size_t header_count;
+    const rdr_health *health;
 } rdr_request;
 
 typedef struct {
@@ -79,7 +102,20 @@ typedef struct {
     const char *region;
     const char *route_name;
     const char *target_host;
+    int32_t     pool;
+    int32_t     member;
+    int32_t     step;
+    const char *pool_name;
+    const char *step_name;
 } rdr_decision;
+
+static const int RDR_STEP_NONE = 0;
+static const int RDR_STEP_PRIMARY = 1;
+static const int RDR_STEP_POOL_FALLBACK = 2;
+static const int RDR_STEP_NEAREST_REGION = 3;
+static const int RDR_STEP_PROVIDER = 4;
+static const int RDR_STEP_DEFAULT = 5;
+static const int RDR_STEP_PASS = 6;
 
 int rdr_decide(const rdr_table *t, const rdr_request *req, rdr_decision *out,
                char *buf, size_t buflen);
@@ -87,11 +123,23 @@ int rdr_format_prefix(const rdr_table *t, const rdr_decision *d, char *buf, size
 int32_t rdr_route_header_count(const rdr_table *t, int32_t route);
 int rdr_route_header(const rdr_table *t, int32_t route, int32_t index,
                      const char **name, const char **value);
+int32_t rdr_header_name_count(const rdr_table *t);
+const char *rdr_header_name(const rdr_table *t, int32_t i);
+rdr_health *rdr_health_new(const rdr_table *t);
+int rdr_health_load(rdr_health *h, const void *data, size_t len, int64_t now_ms,
+                    char *err, size_t errlen);
+int64_t rdr_health_expires(const rdr_health *h);
+int32_t rdr_health_down_count(const rdr_health *h);
+void rdr_health_free(rdr_health *h);
+int rdr_format_skipped(const rdr_table *t, const rdr_request *req, char *buf, size_t buflen);
 ]]
 end
 
 if not pcall(function() return ffi.C.inet_pton end) then
     ffi.cdef [[ int inet_pton(int af, const char *src, void *dst); ]]
+end
+if not pcall(function() return ffi.C.clock_gettime end) then
+    ffi.cdef [[ int clock_gettime(int clk_id, void *tp); ]]
 end
 
 local C = ffi.C
@@ -99,12 +147,14 @@ local RDR_OK = C.RDR_OK
 local RDR_NO_MATCH = C.RDR_NO_MATCH
 local RDR_ENOSPC = C.RDR_ENOSPC
 local RDR_REDIRECT = C.RDR_REDIRECT
+local RDR_MAX_HEADERS = C.RDR_MAX_HEADERS
+local HEALTH_FILE_MAX = 1024 * 1024 -- a state file is 40 + ~20 bytes per member; refuse anything bigger
 local AF_INET = 2
 local AF_INET6 = 10
 local ACTIONS = { [C.RDR_PASS] = "pass", [RDR_REDIRECT] = "redirect", [C.RDR_RESPOND] = "respond" }
 local REDIRECT_STATUS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
-local _M = { _VERSION = "0.1.0", ABI_VERSION = C.RDR_ABI_VERSION }
+local _M = { _VERSION = "0.2.0", ABI_VERSION = C.RDR_ABI_VERSION }
 
 -- Where ffi.load looks when new() is given no `library` option, in order.
 _M.library_search = {
@@ -114,6 +164,37 @@ _M.library_search = {
 }
 
 local libs = {} -- path -> loaded library (ffi.load handles), shared by all objects
+
+-- Unix time in milliseconds: nginx's cached clock inside nginx, else CLOCK_REALTIME (os.time()
+-- when clock_gettime cannot be called with this declaration).
+local timespec = ffi_new("long[2]") -- struct timespec { time_t tv_sec; long tv_nsec; }
+local function now_ms()
+    local ngx = ngx
+    if ngx and ngx.now then
+        return math_floor(ngx.now() * 1000)
+    end
+    local ok, rc = pcall(C.clock_gettime, 0, timespec)
+    if ok and rc == 0 then
+        return tonumber(timespec[0]) * 1000 + math_floor(tonumber(timespec[1]) / 1000000)
+    end
+    return os.time() * 1000
+end
+
+local function log_error(...)
+    local ngx = ngx
+    if ngx and ngx.log then
+        ngx.log(ngx.ERR, ...)
+    else
+        io.stderr:write(table.concat({ ... }), "\n")
+    end
+end
+
+local function log_notice(...)
+    local ngx = ngx
+    if ngx and ngx.log then
+        ngx.log(ngx.NOTICE, ...)
+    end
+end
 
 local function load_library(path)
     local lib = libs[path]
@@ -190,8 +271,16 @@ function _M.new(path, opts)
         addr_buf = ffi_new("uint8_t[16]"),
         hname = ffi_new("const char *[1]"),
         hvalue = ffi_new("const char *[1]"),
+        hbuf = ffi_new("rdr_header[?]", RDR_MAX_HEADERS),
+        errbuf = ffi_new("char[512]"),
+        skip_buf = ffi_new("char[1024]"),
+        skip_buflen = 1024,
         providers = {},      -- index -> name
         route_headers = {},  -- route index -> { {name, value}, ... } or false
+        header_names = {},   -- the lower-case request header names the routes look at
+        header_set = {},     -- the same as a set
+        health = nil,        -- rdr_health * (watch_health)
+        health_active = false,
     }
     local n = tonumber(lib.rdr_provider_count(t))
     for i = 0, n - 1 do
@@ -199,6 +288,15 @@ function _M.new(path, opts)
         self.providers[i] = p ~= nil and ffi_string(p) or ""
     end
     self.provider_count = n
+    for i = 0, tonumber(lib.rdr_header_name_count(t)) - 1 do
+        local p = lib.rdr_header_name(t, i)
+        if p ~= nil then
+            local name = ffi_string(p)
+            self.header_names[#self.header_names + 1] = name
+            self.header_set[name] = true
+        end
+    end
+    self.header_count = #self.header_names
     return setmetatable(self, mt)
 end
 
@@ -241,20 +339,129 @@ local function str(s)
     return ""
 end
 
---- Decides one request. client: address text (ngx.var.remote_addr); method; host (Host
---- header); path: raw request target with query (ngx.var.request_uri).
---- Returns a table { action = "pass"|"redirect"|"respond", status = number (0 for pass),
---- location = string|nil, provider, region, prefix ("192.0.2.0/24"), route: string|nil,
---- asn = number|nil, headers = { {name, value}, ... }|nil (read-only, shared) },
---- or nil and a message.
-function mt:decide(client, method, host, path)
-    client, method, host, path = str(client), str(method), str(host), str(path)
-    local lib, t, dec = self.lib, self.table, self.dec
+-- Appends header `name` with value `v` (a string, or a list of them for a repeated header) to
+-- the flat list { name, value, name, value, ... } of at most RDR_MAX_HEADERS headers.
+local function add_header(list, n, name, v)
+    if type(v) == "string" then
+        if n < RDR_MAX_HEADERS * 2 then
+            list[n + 1], list[n + 2] = name, v
+            n = n + 2
+        end
+    elseif type(v) == "table" then
+        for _, x in ipairs(v) do
+            n = add_header(list, n, name, x)
+        end
+    end
+    return n
+end
+
+--- The request headers a decision passes: from `headers` (name -> value or list of values, any
+--- name case), or, when it is nil and there is a current request, from ngx.req.get_headers();
+--- only the names the routes look at. A flat list { name, value, ... }, or nil.
+function mt:_request_headers(headers)
+    local list, n = {}, 0
+    if headers == nil then
+        local ngx = ngx
+        if not (ngx and ngx.req and ngx.req.get_headers) then
+            return nil
+        end
+        local ok, h = pcall(ngx.req.get_headers) -- fails outside a request (init, timer)
+        if not ok or type(h) ~= "table" then
+            return nil
+        end
+        local names = self.header_names
+        for i = 1, #names do
+            n = add_header(list, n, names[i], h[names[i]])
+        end
+    elseif type(headers) == "table" then
+        local set = self.header_set
+        for name, v in pairs(headers) do
+            if type(name) == "string" and set[str_lower(name)] then
+                n = add_header(list, n, name, v)
+            end
+        end
+    end
+    if n == 0 then
+        return nil
+    end
+    return list
+end
+
+-- Fills the request struct; the Lua strings (in the caller's locals and `hlist`) stay alive
+-- while the library reads them.
+function mt:_fill_request(client, method, host, path, hlist)
     local req = self.req[0]
     req.client, req.client_len = client, #client
     req.method, req.method_len = method, #method
     req.host, req.host_len = host, #host
     req.path, req.path_len = path, #path
+    if hlist then
+        local hb, count = self.hbuf, 0
+        for i = 1, #hlist, 2 do
+            local name, value = hlist[i], hlist[i + 1]
+            hb[count].name, hb[count].name_len = name, #name
+            hb[count].value, hb[count].value_len = value, #value
+            count = count + 1
+        end
+        req.headers, req.header_count = hb, count
+    else
+        req.headers, req.header_count = nil, 0
+    end
+    req.health = self:_decision_health()
+    return req
+end
+
+-- Results compute `skipped` when it is first read (rdr_format_skipped decides again).
+local result_mt = {
+    __index = function(res, key)
+        if key ~= "skipped" then
+            return nil
+        end
+        local inputs = rawget(res, "_in")
+        if not inputs then
+            return nil
+        end
+        res._in = nil
+        local text = inputs[1]:_skipped(inputs)
+        res.skipped = text
+        return text
+    end,
+}
+
+function mt:_skipped(inputs)
+    local req = self:_fill_request(inputs[2], inputs[3], inputs[4], inputs[5], inputs[6])
+    local lib, t = self.lib, self.table
+    local rc = lib.rdr_format_skipped(t, req, self.skip_buf, self.skip_buflen)
+    while rc == RDR_ENOSPC and self.skip_buflen < 1024 * 1024 do
+        self.skip_buflen = self.skip_buflen * 4
+        self.skip_buf = ffi_new("char[?]", self.skip_buflen)
+        rc = lib.rdr_format_skipped(t, req, self.skip_buf, self.skip_buflen)
+    end
+    if rc > 0 then
+        return ffi_string(self.skip_buf, rc)
+    end
+    return nil
+end
+
+--- Decides one request. client: address text (ngx.var.remote_addr); method; host (Host
+--- header); path: raw request target with query (ngx.var.request_uri); headers: the request
+--- headers, name -> value (or a list of values), or nil to read the current request's (inside
+--- nginx) -- only the names the routes look at are passed (none when no route looks at any).
+--- The health state watch_health() keeps is used while it is fresh.
+--- Returns a table { action = "pass"|"redirect"|"respond", status = number (0 for pass),
+--- location = string|nil, provider, region, prefix ("192.0.2.0/24"), route: string|nil,
+--- asn = number|nil, headers = { {name, value}, ... }|nil (read-only, shared),
+--- pool (pool name)|nil, member (the chosen member's URL)|nil, step ("primary",
+--- "nearest-region", ..., "pass")|nil, skipped ("url(pool):reason ..." , computed when read)|nil },
+--- or nil and a message.
+function mt:decide(client, method, host, path, headers)
+    client, method, host, path = str(client), str(method), str(host), str(path)
+    local lib, t, dec = self.lib, self.table, self.dec
+    local hlist = nil
+    if self.header_count > 0 then
+        hlist = self:_request_headers(headers)
+    end
+    local req = self:_fill_request(client, method, host, path, hlist)
 
     local rc = lib.rdr_decide(t, req, dec, self.buf, self.buflen)
     if rc == RDR_ENOSPC then
@@ -283,6 +490,10 @@ function mt:decide(client, method, host, path)
         asn = nil,
         location = nil,
         headers = nil,
+        pool = cstr(d.pool_name),
+        member = nil,
+        step = cstr(d.step_name),
+        _in = { self, client, method, host, path, hlist },
     }
     local provider = tonumber(d.provider)
     if provider >= 0 then
@@ -307,12 +518,168 @@ function mt:decide(client, method, host, path)
             n = self.buflen
         end
         res.location = ffi_string(self.buf, n)
+        res.member = cstr(d.target_host)
     end
     local route = tonumber(d.route)
     if route >= 0 and action ~= "pass" then
         res.headers = self:_route_headers(route)
     end
-    return res
+    return setmetatable(res, result_mt)
+end
+
+-- --------------------------------------------------------------------------- health state
+
+local function read_file(path)
+    local f, err = io.open(path, "rb")
+    if not f then
+        err = tostring(err)
+        if err:sub(1, #path + 2) == path .. ": " then -- io.open's message starts with the path
+            err = err:sub(#path + 3)
+        end
+        return nil, "cannot open: " .. err
+    end
+    local data, rerr = f:read(HEALTH_FILE_MAX + 1)
+    f:close()
+    if data == nil then
+        if rerr then
+            return nil, "cannot read: " .. tostring(rerr)
+        end
+        data = "" -- empty file: the library says why that is not a state
+    end
+    if #data > HEALTH_FILE_MAX then
+        return nil, "larger than " .. HEALTH_FILE_MAX .. " bytes"
+    end
+    return data
+end
+
+-- Stops deciding with health, logging `reason` unless it was the last one logged.
+function mt:_health_off(reason)
+    self.health_active = false
+    if reason ~= self.health_reason then
+        self.health_reason = reason
+        log_error("redirector: health state \"", self.health_path, "\": ", reason, " (deciding without health)")
+    end
+end
+
+--- Reads the watched state file now: loads it when its content changed, and stops using a state
+--- that has gone stale. watch_health() calls it every interval; callers rarely need to.
+function mt:check_health()
+    local path = self.health_path
+    if not path then
+        return
+    end
+    local now = now_ms()
+    self.health_checked = now
+    local data, err = read_file(path)
+    if not data then
+        self.health_data = nil
+        return self:_health_off(err)
+    end
+    if data ~= self.health_data then -- (interned strings: an unchanged file compares in O(1))
+        local lib = self.lib
+        local rc = lib.rdr_health_load(self.health, data, #data, now, self.errbuf, 512)
+        if rc ~= RDR_OK then
+            self.health_data = nil -- retried every interval; logged once per reason
+            return self:_health_off(ffi_string(self.errbuf))
+        end
+        self.health_data = data
+        self.health_expires = tonumber(lib.rdr_health_expires(self.health))
+        self.health_active = true
+        if self.health_reason then
+            log_notice("redirector: health state \"", path, "\" loaded (",
+                       tonumber(lib.rdr_health_down_count(self.health)), " members down)")
+        end
+        self.health_reason = nil
+    end
+    if self.health_active and now > self.health_expires then
+        self:_health_off("stale since " .. (now - self.health_expires)
+                         .. " ms ago, not rewritten by the prober (is it running?)")
+    end
+end
+
+function mt:_start_health_timer()
+    self.health_timer_wanted = nil
+    local ngx = ngx
+    if ngx.get_phase() == "init" then
+        -- the master: every worker starts its own timer at its first decision
+        self.health_timer_wanted = true
+        return
+    end
+    local ok, err = ngx.timer.every(self.health_interval, function(premature)
+        if not premature then
+            self:check_health()
+        end
+    end)
+    if not ok then
+        log_error("redirector: health state \"", self.health_path, "\": cannot start the timer: ", tostring(err))
+        self.health_polling = true -- fall back to checks on decisions
+    end
+end
+
+-- The rdr_health * a decision passes (nil: every member up); checks the file when it is due.
+function mt:_decision_health()
+    if not self.health_path then
+        return nil
+    end
+    if self.health_timer_wanted then
+        -- the first decision of a worker forked after watch_health() in init_by_lua*
+        self:_start_health_timer()
+        self:check_health()
+    elseif self.health_polling and now_ms() - self.health_checked >= self.health_interval * 1000 then
+        self:check_health()
+    end
+    if self.health_active then
+        return self.health
+    end
+    return nil
+end
+
+--- Decides with the health state in the file at `path` (`redirector probe` writes it), checked
+--- every `interval` seconds (default 1). Inside nginx a timer (ngx.timer.every) checks it in each
+--- worker: call this in init_worker_by_lua*, or in init_by_lua* (the timer then starts in every
+--- worker at its first decision); outside nginx, decide() checks it at most once per interval.
+--- The file is read whole (it is small) and loaded when its content changed; a missing, corrupt,
+--- foreign or stale file is logged once per reason (ngx.log ERR) and decisions go on as if
+--- every member were up. Returns true, or nil and a message.
+function mt:watch_health(path, interval)
+    if type(path) ~= "string" or path == "" then
+        return nil, "watch_health: state file path expected"
+    end
+    interval = tonumber(interval) or 1
+    if interval <= 0 then
+        return nil, "watch_health: interval must be positive"
+    end
+    if not self.health then
+        local h = self.lib.rdr_health_new(self.table)
+        if h == nil then
+            return nil, "watch_health: rdr_health_new failed"
+        end
+        self.health = ffi.gc(h, self.lib.rdr_health_free)
+    end
+    self.health_path, self.health_interval = path, interval
+    self.health_active, self.health_data, self.health_reason, self.health_expires = false, nil, nil, 0
+    self:check_health()
+    local ngx = ngx
+    self.health_polling = not (ngx and ngx.timer and ngx.timer.every and ngx.get_phase)
+    if not self.health_polling then
+        self:_start_health_timer()
+    end
+    return true
+end
+
+--- What the watched health state is: { path, active (decisions use it), down (members down),
+--- expires (Unix ms), error (the last reason it was not used) }, or nil when nothing is watched.
+function mt:health_status()
+    if not self.health_path then
+        return nil
+    end
+    return {
+        path = self.health_path,
+        active = self.health_active,
+        down = self.health and tonumber(self.lib.rdr_health_down_count(self.health)) or 0,
+        expires = self.health_expires,
+        error = self.health_reason,
+    }
 end
 
 --- Longest-prefix match of one address text ("192.0.2.1", "2001:db8::1").

@@ -14,19 +14,36 @@ from pathlib import Path
 
 from . import paths
 
-RDR_ABI_VERSION = 2
+RDR_ABI_VERSION = 3
 
 RDR_OK = 0
 RDR_NO_MATCH = -1
 RDR_ENOSPC = -1
 RDR_EINVAL = -2
 RDR_ERANGE = -3
+RDR_EHEALTH = -4
+RDR_MAX_HEADERS = 32
 
 RDR_PASS = 0
 RDR_REDIRECT = 1
 RDR_RESPOND = 2
 
+RDR_STEP_NONE = 0
+RDR_STEP_PRIMARY = 1
+RDR_STEP_POOL_FALLBACK = 2
+RDR_STEP_NEAREST_REGION = 3
+RDR_STEP_PROVIDER = 4
+RDR_STEP_DEFAULT = 5
+RDR_STEP_PASS = 6
+
 ACTIONS = {RDR_PASS: "pass", RDR_REDIRECT: "redirect", RDR_RESPOND: "respond"}
+
+
+class Header(ctypes.Structure):
+    """rdr_header"""
+
+    _fields_ = [("name", ctypes.c_char_p), ("name_len", ctypes.c_size_t),
+                ("value", ctypes.c_char_p), ("value_len", ctypes.c_size_t)]
 
 
 class Request(ctypes.Structure):
@@ -35,7 +52,9 @@ class Request(ctypes.Structure):
     _fields_ = [("client", ctypes.c_char_p), ("client_len", ctypes.c_size_t),
                 ("method", ctypes.c_char_p), ("method_len", ctypes.c_size_t),
                 ("host", ctypes.c_char_p), ("host_len", ctypes.c_size_t),
-                ("path", ctypes.c_char_p), ("path_len", ctypes.c_size_t)]
+                ("path", ctypes.c_char_p), ("path_len", ctypes.c_size_t),
+                ("headers", ctypes.POINTER(Header)), ("header_count", ctypes.c_size_t),
+                ("health", ctypes.c_void_p)]
 
 
 class Decision(ctypes.Structure):
@@ -45,13 +64,23 @@ class Decision(ctypes.Structure):
                 ("provider", ctypes.c_int32), ("route", ctypes.c_int32), ("asn", ctypes.c_uint32),
                 ("attribute", ctypes.c_int32), ("family", ctypes.c_int32), ("client", ctypes.c_uint8 * 16),
                 ("provider_name", ctypes.c_char_p), ("region", ctypes.c_char_p),
-                ("route_name", ctypes.c_char_p), ("target_host", ctypes.c_char_p)]
+                ("route_name", ctypes.c_char_p), ("target_host", ctypes.c_char_p),
+                ("pool", ctypes.c_int32), ("member", ctypes.c_int32), ("step", ctypes.c_int32),
+                ("pool_name", ctypes.c_char_p), ("step_name", ctypes.c_char_p)]
 
 
-def request(client: bytes | None, method: bytes | None, path: bytes | None, host: bytes | None = b"mirror.test") -> Request:
-    """An rdr_request over Python bytes (which must outlive the call)."""
-    return Request(client, len(client or b""), method, len(method or b""), host, len(host or b""),
-                   path, len(path or b""))
+def request(client: bytes | None, method: bytes | None, path: bytes | None, host: bytes | None = b"mirror.test",
+            headers: list[tuple[bytes, bytes]] | None = None, health: "Health | None" = None) -> Request:
+    """An rdr_request over Python bytes (which must outlive the call; the header array is kept
+    on the request as `_headers`)."""
+    req = Request(client, len(client or b""), method, len(method or b""), host, len(host or b""),
+                  path, len(path or b""))
+    if headers:
+        array = (Header * len(headers))(*[Header(n, len(n), v, len(v)) for n, v in headers])
+        req.headers, req.header_count, req._headers = array, len(headers), array
+    if health is not None:
+        req.health = health.handle
+    return req
 
 
 _TABLE, _TEXT, _SIZE = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
@@ -69,6 +98,14 @@ PROTOTYPES = {
     "rdr_route_header_count": (ctypes.c_int32, [_TABLE, ctypes.c_int32]),
     "rdr_route_header": (ctypes.c_int, [_TABLE, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(_TEXT),
                                         ctypes.POINTER(_TEXT)]),
+    "rdr_header_name_count": (ctypes.c_int32, [_TABLE]),
+    "rdr_header_name": (_TEXT, [_TABLE, ctypes.c_int32]),
+    "rdr_health_new": (ctypes.c_void_p, [_TABLE]),
+    "rdr_health_load": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, _SIZE, ctypes.c_int64, _TEXT, _SIZE]),
+    "rdr_health_expires": (ctypes.c_int64, [ctypes.c_void_p]),
+    "rdr_health_down_count": (ctypes.c_int32, [ctypes.c_void_p]),
+    "rdr_health_free": (None, [ctypes.c_void_p]),
+    "rdr_format_skipped": (ctypes.c_int, [_TABLE, ctypes.POINTER(Request), _TEXT, _SIZE]),
 }
 
 
@@ -125,10 +162,11 @@ class Table:
             self.handle = None
 
     def decide(self, client: bytes, method: bytes, path: bytes, host: bytes = b"mirror.test",
-               buffer: int = 256) -> Decided:
+               buffer: int = 256, headers: list[tuple[bytes, bytes]] | None = None,
+               health: "Health | None" = None) -> Decided:
         """rdr_decide into a `buffer`-byte Location buffer, retried with the size it asks for
-        when that is too small (RDR_ENOSPC)."""
-        req, out = request(client, method, path, host), Decision()
+        when that is too small (RDR_ENOSPC); `headers` and `health` go into the request."""
+        req, out = request(client, method, path, host, headers, health), Decision()
         buf = ctypes.create_string_buffer(buffer)
         start = time.perf_counter_ns()
         rc = self.c.rdr_decide(self.handle, ctypes.byref(req), ctypes.byref(out), buf, buffer)
@@ -153,3 +191,51 @@ class Table:
             if self.c.rdr_route_header(self.handle, route, i, ctypes.byref(name), ctypes.byref(value)) == RDR_OK:
                 out.append((name.value.decode(), value.value.decode()))
         return out
+
+    def header_names(self) -> list[str]:
+        """rdr_header_name for every index rdr_header_name_count gives."""
+        return [self.c.rdr_header_name(self.handle, i).decode()
+                for i in range(self.c.rdr_header_name_count(self.handle))]
+
+    def health(self) -> "Health":
+        """rdr_health_new: a health state for this table, every member up."""
+        handle = self.c.rdr_health_new(self.handle)
+        if not handle:
+            raise RuntimeError("rdr_health_new failed")
+        return Health(self, handle)
+
+    def format_skipped(self, client: bytes, method: bytes, path: bytes, host: bytes = b"mirror.test",
+                       headers: list[tuple[bytes, bytes]] | None = None, health: "Health | None" = None,
+                       buffer: int = 1024) -> tuple[int, str]:
+        """rdr_format_skipped: (return code, text)."""
+        req = request(client, method, path, host, headers, health)
+        text = ctypes.create_string_buffer(buffer)
+        rc = self.c.rdr_format_skipped(self.handle, ctypes.byref(req), text, buffer)
+        return rc, text.value.decode(errors="replace")
+
+
+class Health:
+    """A health state (rdr_health *) of one table."""
+
+    def __init__(self, table: Table, handle: int):
+        self.c, self.handle = table.c, handle
+
+    def load(self, data: bytes, now_ms: int | None = None) -> tuple[int, str]:
+        """rdr_health_load at `now_ms` (default: now): (return code, message)."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        err = ctypes.create_string_buffer(512)
+        rc = self.c.rdr_health_load(self.handle, data, len(data), now_ms, err, len(err))
+        return rc, err.value.decode(errors="replace")
+
+    @property
+    def expires(self) -> int:
+        return self.c.rdr_health_expires(self.handle)
+
+    @property
+    def down_count(self) -> int:
+        return self.c.rdr_health_down_count(self.handle)
+
+    def free(self) -> None:
+        if self.handle:
+            self.c.rdr_health_free(self.handle)
+            self.handle = None
