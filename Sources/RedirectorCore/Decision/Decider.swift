@@ -44,42 +44,46 @@ extension Snapshot {
 
         return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: PathPattern.maximumCaptures) { captures in
             captures.initialize(repeating: 0..<0)
-            for (index, route) in policy.routes.enumerated() {
-                guard route.methods.matches(method, strings: strings),
-                      route.clients.matches(provider: providerIndex, isActive: isActive),
-                      route.headers.isEmpty || matches(route.headers, headers),
-                      route.path.match(path, strings: strings, captures: captures)
-                else { continue }
-                var decision = Decision.pass(attributeIndex, attributes)
-                decision.route = Int32(index)
-                switch route.action {
-                case .pass:
-                    return decision
-                case .respond(let status, _):
-                    decision.action = .respond
-                    decision.status = status
-                    return decision
-                case .redirect(let status, let redirectTarget, let template, let keepQuery, let hashKey):
-                    guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
-                    let key = ObjectKey(bytes: hashKey == .path ? path : captured(hashKey, path, captures))
-                    var selector = MemberSelector(pools: policy.pools, health: health, key: key)
-                    let choice = selector.resolve(redirectTarget, policy: policy, client: attributes, isActive: isActive,
-                                                  trace: &trace)
-                    decision.step = choice.step
-                    guard let member = choice.member else { return decision }
-                    decision.action = .redirect
-                    decision.status = status
-                    decision.target = member.url
-                    decision.pool = choice.pool
-                    decision.member = Int32(bitPattern: member.slot)
-                    decision.locationLength = writeLocation(
-                        base: member.url, template: template, path: path, captures: captures,
-                        query: keepQuery ? query : UnsafeRawBufferPointer(rebasing: query[..<query.startIndex]),
-                        into: location)
-                    return decision
+            // Routes are read in place through their buffer: binding each to a local would copy
+            // the struct (and retain and release every array in it) per route per request.
+            return policy.routes.withUnsafeBufferPointer { routes -> Decision in
+                for index in routes.indices {
+                    guard routes[index].methods.matches(method, strings: strings),
+                          routes[index].clients.matches(provider: providerIndex, isActive: isActive),
+                          routes[index].headers.isEmpty || matches(routes[index].headers, headers),
+                          routes[index].path.match(path, strings: strings, captures: captures)
+                    else { continue }
+                    var decision = Decision.pass(attributeIndex, attributes)
+                    decision.route = Int32(index)
+                    switch routes[index].action {
+                    case .pass:
+                        return decision
+                    case .respond(let status, _):
+                        decision.action = .respond
+                        decision.status = status
+                        return decision
+                    case .redirect(let status, let redirectTarget, let template, let keepQuery, let hashKey):
+                        guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
+                        let key = ObjectKey(bytes: hashKey == .path ? path : captured(hashKey, path, captures))
+                        var selector = MemberSelector(pools: policy.pools, health: health, key: key)
+                        let choice = selector.resolve(redirectTarget, policy: policy, client: attributes, isActive: isActive,
+                                                      trace: &trace)
+                        decision.step = choice.step
+                        guard let member = choice.member else { return decision }
+                        decision.action = .redirect
+                        decision.status = status
+                        decision.target = member.url
+                        decision.pool = choice.pool
+                        decision.member = Int32(bitPattern: member.slot)
+                        decision.locationLength = writeLocation(
+                            base: member.url, template: template, path: path, captures: captures,
+                            query: keepQuery ? query : UnsafeRawBufferPointer(rebasing: query[..<query.startIndex]),
+                            into: location)
+                        return decision
+                    }
                 }
+                return Decision.pass(attributeIndex, attributes)
             }
-            return Decision.pass(attributeIndex, attributes)
         }
     }
 
@@ -219,8 +223,9 @@ extension Snapshot {
     }
 }
 
-/// Calls `body` with `headers` as ``RequestHeader``s (the byte arrays stay alive during the call).
-func withRequestHeaders<Result>(_ headers: [([UInt8], [UInt8])], _ body: (UnsafeBufferPointer<RequestHeader>) -> Result) -> Result {
+/// Calls `body` with `headers` (name and value bytes) as ``RequestHeader``s, which point into
+/// the arrays only during the call.
+public func withRequestHeaders<Result>(_ headers: [([UInt8], [UInt8])], _ body: (UnsafeBufferPointer<RequestHeader>) -> Result) -> Result {
     var fields: [RequestHeader] = []
     fields.reserveCapacity(headers.count)
     func collect(_ index: Int) -> Result {

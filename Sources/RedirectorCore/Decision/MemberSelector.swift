@@ -24,8 +24,8 @@ struct ObjectKey {
 struct MemberChoice {
     /// The pool of the member (none when nothing was chosen).
     var pool: PoolRef
-    /// The chosen member, nil when the request passes.
-    var member: PoolMember?
+    /// The chosen member's base URL and slot, nil when the request passes.
+    var member: (url: StringRef, slot: UInt32)?
     /// The step that gave the member, or ``FallbackStep/pass`` / ``FallbackStep/none``.
     var step: FallbackStep
 }
@@ -65,28 +65,23 @@ struct MemberSelector {
             if case .chosen(let choice) = walk(reference, .primary, &trace) { return choice }
         case .provider(let targetClass, let fixed):
             let index = fixed ?? client.provider
-            chain: if index >= 0 {
-                let provider = policy.providers[Int(index)]
-                guard provider.isActive else { break chain }
+            // Read in place: a copy of the provider would retain and release its arrays.
+            let outcome = policy.providers.withUnsafeBufferPointer { providers -> Outcome in
+                guard index >= 0, Int(index) < providers.count, providers[Int(index)].isActive else { return .next }
                 if index == client.provider {
-                    switch walk(provider.regionTarget(targetClass, region: client.region), .primary, &trace) {
-                    case .chosen(let choice): return choice
-                    case .stop: return exhausted
-                    case .next: break
-                    }
-                    for region in provider.nearestRegions(to: client.region) {
-                        switch walk(provider.regionTargets[Int(region)].targets[targetClass], .nearestRegion, &trace) {
-                        case .chosen(let choice): return choice
-                        case .stop: return exhausted
-                        case .next: continue
-                        }
+                    let regional = walk(providers[Int(index)].regionTarget(targetClass, region: client.region), .primary, &trace)
+                    guard case .next = regional else { return regional }
+                    for region in providers[Int(index)].nearestRegions(to: client.region) {
+                        let nearest = walk(providers[Int(index)].regionTargets[Int(region)].targets[targetClass], .nearestRegion, &trace)
+                        guard case .next = nearest else { return nearest }
                     }
                 }
-                switch walk(provider.targets[targetClass], .provider, &trace) {
-                case .chosen(let choice): return choice
-                case .stop: return exhausted
-                case .next: break
-                }
+                return walk(providers[Int(index)].targets[targetClass], .provider, &trace)
+            }
+            switch outcome {
+            case .chosen(let choice): return choice
+            case .stop: return exhausted
+            case .next: break
             }
             if case .redirect(let pools) = policy.fallback,
                case .chosen(let choice) = walk(pools[targetClass], .globalDefault, &trace) {
@@ -108,14 +103,14 @@ struct MemberSelector {
         var step = step
         var hops = 0
         while let index = current.index, index < pools.count, hops <= pools.count {
-            let pool = pools[index]
             trace.considered(pool: current, step: step)
-            if let member = choose(pool, &trace) {
+            if let member = choose(index, &trace) {
                 let labelled = failedOver || step == .nearestRegion ? step : .primary
-                return .chosen(MemberChoice(pool: current, member: member, step: labelled))
+                let chosen = (url: pools[index].members[member].url, slot: pools[index].members[member].slot)
+                return .chosen(MemberChoice(pool: current, member: chosen, step: labelled))
             }
             failedOver = true
-            switch pool.fallback {
+            switch pools[index].fallback {
             case .chain: return .next
             case .pass: return .stop
             case .pool(let next):
@@ -128,35 +123,48 @@ struct MemberSelector {
     }
 
     /// The member of `pool` for this object: among the members up, those of the lowest priority
-    /// number, the highest rendezvous score. nil when every member is down.
-    private mutating func choose<Trace: DecisionTrace>(_ pool: Pool, _ trace: inout Trace) -> PoolMember? {
-        let members = pool.members
-        if members.count == 1 {
-            let only = members[0]
-            guard health.isDown(only.slot) else { return only }
-            trace.skipped(member: only, reason: .down)
-            return nil
-        }
-        var priority = Int32.max
-        for member in members where member.priority < priority && !health.isDown(member.slot) { priority = member.priority }
-        var best = -1
-        if priority != .max {
-            let hash = key.hash()
-            var bestScore = -1.0
-            for (index, member) in members.enumerated() where member.priority == priority && !health.isDown(member.slot) {
-                let score = member.score(key: hash)
-                if score > bestScore {
-                    bestScore = score
-                    best = index
+    /// number, the highest rendezvous score; its index. nil when every member is down. The members
+    /// are read through their buffer (no copies on the decision path).
+    private mutating func choose<Trace: DecisionTrace>(_ pool: Int, _ trace: inout Trace) -> Int? {
+        let health = self.health
+        return pools[pool].members.withUnsafeBufferPointer { members -> Int? in
+            if members.count == 1 {
+                guard health.isDown(members[0].slot) else { return 0 }
+                trace.skipped(member: members[0], reason: .down)
+                return nil
+            }
+            // First the best priority among the members up, and how many share it: a lone
+            // candidate needs no hashing.
+            var best = -1
+            var bestPriority = Int32.max
+            var candidates = 0
+            for index in members.indices where !health.isDown(members[index].slot) {
+                let priority = members[index].priority
+                if priority < bestPriority {
+                    (best, bestPriority, candidates) = (index, priority, 1)
+                } else if priority == bestPriority {
+                    candidates &+= 1
                 }
             }
-        }
-        if !(trace is NoDecisionTrace) {
-            for (index, member) in members.enumerated() where index != best {
-                let reason: SkipReason = health.isDown(member.slot) ? .down : member.priority != priority ? .priority : .weight
-                trace.skipped(member: member, reason: reason)
+            if candidates > 1 {
+                let hash = key.hash()
+                var bestScore = -1.0
+                for index in members.indices where members[index].priority == bestPriority && !health.isDown(members[index].slot) {
+                    let score = members[index].score(key: hash)
+                    if score > bestScore {
+                        best = index
+                        bestScore = score
+                    }
+                }
             }
+            if !(trace is NoDecisionTrace) {
+                for index in members.indices where index != best {
+                    let member = members[index]
+                    let reason: SkipReason = health.isDown(member.slot) ? .down : member.priority != bestPriority ? .priority : .weight
+                    trace.skipped(member: member, reason: reason)
+                }
+            }
+            return best >= 0 ? best : nil
         }
-        return best >= 0 ? members[best] : nil
     }
 }
