@@ -276,7 +276,8 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         }
         let loaded = serving.loaded
         guard let request = translator.checkRequest(endpoint: endpoint, method: head.method.rawValue, target: target,
-                                                    headers: head.headers, peer: peer, resolver: loaded.resolver) else {
+                                                    headers: head.headers, peer: peer, resolver: loaded.resolver,
+                                                    routeHeaders: loaded.routeHeaderNames) else {
             loaded.count(provider: -1, outcome: .invalid)
             shared.logger.debug("check request without the original request", metadata: ["peer": "\(peerText)", "endpoint": "\(endpoint.label)"])
             return translator.invalidResponse(endpoint: endpoint)
@@ -333,7 +334,10 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         } else {
             client = shared.translator.clientAddress(headers: headers, peer: peer, resolver: loaded.resolver)
         }
-        let request = CheckRequest(method: parameters["method"] ?? "GET", target: parameters["target"] ?? "/", client: client)
+        var request = CheckRequest(method: parameters["method"] ?? "GET", target: parameters["target"] ?? "/", client: client)
+        for name in loaded.routeHeaderNames {  // the explain request's own headers stand for the original's
+            if let value = headers.first(name: name) { request.headers[name] = value }
+        }
         if parameters["format"] == "json" {
             let text = shared.translator.explanationJSON(request, snapshot: loaded.snapshot, health: serving.view)
             return SidecarResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array((text + "\n").utf8))

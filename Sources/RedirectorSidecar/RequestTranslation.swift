@@ -56,14 +56,20 @@ public struct CheckRequest: Sendable, Hashable {
     public var client: IPAddress?
     /// Host of the original request when known (logs and explanations only).
     public var host: String?
+    /// The original request's headers that routes look at, by lower-case name (first value).
+    public var headers: [String: String]
 
     /// Creates a check request.
-    public init(method: String, target: String, client: IPAddress?, host: String? = nil) {
+    public init(method: String, target: String, client: IPAddress?, host: String? = nil, headers: [String: String] = [:]) {
         self.method = method
         self.target = target
         self.client = client
         self.host = host
+        self.headers = headers
     }
+
+    /// ``headers`` as a decision reads them.
+    var headerList: [(name: String, value: String)] { headers.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) } }
 }
 
 /// A response, before it is written.
@@ -159,9 +165,22 @@ public struct RequestTranslator: Sendable {
     ///   - headers: the check request's headers.
     ///   - peer: the TCP peer (nil for a peer without an IP address).
     ///   - resolver: trust settings of the serving snapshot.
+    ///   - routeHeaders: the (lower-case) names of the request headers the snapshot's routes look at;
+    ///     every mode receives the original request's headers on the check request (Envoy: those
+    ///     its `allowed_headers` names).
     public func checkRequest(endpoint: Endpoint, method: String, target: Substring, headers: HTTPHeaders,
-                             peer: IPAddress?, resolver: ClientAddressResolver) -> CheckRequest? {
-        let client = clientAddress(headers: headers, peer: peer, resolver: resolver)
+                             peer: IPAddress?, resolver: ClientAddressResolver, routeHeaders: [String] = []) -> CheckRequest? {
+        var request = originalRequest(endpoint: endpoint, method: method, target: target, headers: headers,
+                                      client: clientAddress(headers: headers, peer: peer, resolver: resolver))
+        for name in routeHeaders {
+            if let value = headers.first(name: name) { request?.headers[name] = value }
+        }
+        return request
+    }
+
+    /// The original request a check request carries, by endpoint.
+    private func originalRequest(endpoint: Endpoint, method: String, target: Substring, headers: HTTPHeaders,
+                                 client: IPAddress?) -> CheckRequest? {
         switch endpoint {
         case .extAuthz, .standalone:
             return CheckRequest(method: method, target: String(target), client: client, host: headers.first(name: "host"))
@@ -208,10 +227,13 @@ public struct RequestTranslator: Sendable {
                        location: UnsafeMutableRawBufferPointer) -> (decision: Decision, location: String?) {
         var method = request.method
         var target = request.target
+        let headers = request.headerList.map { (Array($0.name.utf8), Array($0.value.utf8)) }
         let decision = method.withUTF8 { methodBytes in
             target.withUTF8 { targetBytes in
-                snapshot.decide(client: request.client, method: UnsafeRawBufferPointer(methodBytes),
-                                target: UnsafeRawBufferPointer(targetBytes), health: health, location: location)
+                withRequestHeaders(headers) { fields in
+                    snapshot.decide(client: request.client, method: UnsafeRawBufferPointer(methodBytes),
+                                    target: UnsafeRawBufferPointer(targetBytes), headers: fields, health: health, location: location)
+                }
             }
         }
         guard decision.action == .redirect else { return (decision, nil) }
@@ -298,7 +320,8 @@ public struct RequestTranslator: Sendable {
     /// The `X-Redirector-Explain` value of a request: the decision's fields, with its pool, fallback step
     /// and skipped members, and the client.
     public func explanation(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp) -> String {
-        var text = snapshot.explain(client: request.client, method: request.method, target: request.target, health: health).description
+        var text = snapshot.explain(client: request.client, method: request.method, target: request.target,
+                                    headers: request.headerList, health: health).description
         text += " client=\(request.client.map { "\($0)" } ?? "-")"
         // Header values must stay printable ASCII.
         return String(decoding: text.utf8.map { ByteClass.isFieldValueByte($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
@@ -307,7 +330,8 @@ public struct RequestTranslator: Sendable {
     /// The `/explain?format=json` body of a request: one JSON object with the explanation's fields,
     /// `pool`, `step` (``FallbackStep/name``), `skipped` (`url(pool):reason` each) and the client.
     public func explanationJSON(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp) -> String {
-        let explanation = snapshot.explain(client: request.client, method: request.method, target: request.target, health: health)
+        let explanation = snapshot.explain(client: request.client, method: request.method, target: request.target,
+                                           headers: request.headerList, health: health)
         let quote = JSON.string
         var fields = [
             "\"action\":\(quote(explanation.action))", "\"status\":\(explanation.status)",

@@ -35,6 +35,8 @@ public final class LoadedSnapshot: Sendable {
     public let snapshot: Snapshot
     /// Client address resolution with the snapshot's and the configuration's trusted proxies.
     public let resolver: ClientAddressResolver
+    /// The request headers the snapshot's routes look at (lower case): what a check request keeps.
+    public let routeHeaderNames: [String]
     /// The identity of the file it was read from.
     public let identity: FileIdentity?
     /// When it was loaded, Unix seconds.
@@ -47,6 +49,7 @@ public final class LoadedSnapshot: Sendable {
     init(snapshot: Snapshot, extraTrustedProxies: [IPPrefix], identity: FileIdentity?, loadedAt: Double, counters: [Counter]) {
         self.snapshot = snapshot
         self.resolver = ClientAddressResolver(trustedProxies: snapshot.policy.trustedProxies + extraTrustedProxies)
+        self.routeHeaderNames = snapshot.policy.headerNames.map { snapshot.strings.string($0) }
         self.identity = identity
         self.loadedAt = loadedAt
         self.probePlan = ProbePlan(snapshot: snapshot)
