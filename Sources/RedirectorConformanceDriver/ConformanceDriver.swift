@@ -3,15 +3,23 @@ import Glibc
 import RedirectorCore
 
 /// `redirector-conformance-driver`: the in-process core backend of the conformance harness: decides requests with `RedirectorCore` directly (client
-/// address resolution with ``ClientAddressResolver``, then ``Snapshot/decide(client:method:target:location:)``),
-/// one request per line on standard input, one answer per line on standard output.
+/// address resolution with ``ClientAddressResolver``, then
+/// ``Snapshot/decide(client:method:target:headers:health:location:)``), one request per line on standard input, one
+/// answer per line on standard output.
 ///
 /// Request lines are space-separated `key=hex` tokens (bytes hex-encoded, so any byte survives):
 /// `id=`, `peer=` (TCP peer), `client=` (an already-resolved client: skips resolution), `method=`,
 /// `target=`, `xff=` (repeatable, one per X-Forwarded-For header), `realip=`, `envoy=`
-/// (x-envoy-external-address). Answers: `id= action= status= location= provider= region= prefix= asn=
-/// route= client= ns= [header=]…` with text values hex-encoded; `ns` is the time of `decide` alone.
+/// (x-envoy-external-address), `header=<hex name>:<hex value>` (repeatable: the request headers route
+/// conditions read). Answers: `id= action= status= location= provider= region= prefix= asn= route= target=
+/// client= pool= step= member= skipped= ns= [header=]…` with text values hex-encoded (`step` is the step's name,
+/// `-` for none; `member` the chosen member's slot, -1 for none; `skipped` the members passed over, `url(pool):reason`
+/// separated by spaces); `ns` is the time of `decide` alone.
 /// `bench N` decides every request received so far N times and answers `bench count= ns=`.
+/// `health file=<hex path>` loads a health state file (``HealthState/decode(_:fingerprint:memberCount:now:)``) that
+/// later decisions use, answering `health state=loaded down=N members=N`, or `health state=refused kind= reason=<hex>`
+/// when the file cannot be used (decisions then have no health: every member up); `health` alone drops the state
+/// (`health state=none`).
 @main
 struct ConformanceDriver: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,6 +40,46 @@ struct ConformanceDriver: ParsableCommand {
         var target: [UInt8] = Array("/".utf8)
         var forwardedFor: [String] = []
         var realIP: String?
+        /// Request headers, for the routes' header conditions.
+        var headers: [([UInt8], [UInt8])] = []
+        /// `headers` as ``RequestHeader``s (built once, before the first decision).
+        var block: HeaderBlock?
+    }
+
+    /// Request headers as ``RequestHeader``s over memory this object owns (so that requests can be
+    /// decided again, allocation-free, in `bench`).
+    final class HeaderBlock {
+        private let storage: UnsafeMutableRawBufferPointer
+        private let fields: UnsafeMutableBufferPointer<RequestHeader>
+
+        init(_ headers: [([UInt8], [UInt8])]) {
+            let total = headers.reduce(0) { $0 + $1.0.count + $1.1.count }
+            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: 1)
+            let fields = UnsafeMutableBufferPointer<RequestHeader>.allocate(capacity: max(headers.count, 1))
+            var offset = 0
+            func place(_ bytes: [UInt8]) -> UnsafeRawBufferPointer {
+                let slice = UnsafeMutableRawBufferPointer(rebasing: storage[offset..<(offset + bytes.count)])
+                slice.copyBytes(from: bytes)
+                offset += bytes.count
+                return UnsafeRawBufferPointer(slice)
+            }
+            for (index, header) in headers.enumerated() {
+                let name = place(header.0)
+                let value = place(header.1)
+                (fields.baseAddress! + index).initialize(to: RequestHeader(name: name, value: value))
+            }
+            self.storage = storage
+            self.fields = fields
+            view = UnsafeBufferPointer(start: fields.baseAddress, count: headers.count)
+        }
+
+        /// The headers.
+        let view: UnsafeBufferPointer<RequestHeader>
+
+        deinit {
+            storage.deallocate()
+            fields.deallocate()
+        }
     }
 
     func run() throws {
@@ -50,8 +98,17 @@ struct ConformanceDriver: ParsableCommand {
         let location = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
         defer { location.deallocate() }
         var received: [(client: IPAddress?, request: Request)] = []
+        // The health state decisions use (nil: every member up). Held here: its view points into it.
+        var health: HealthState?
 
         while let line = readLine(strippingNewline: true) {
+            if line == "health" || line.hasPrefix("health ") {
+                health = nil
+                LineProtocol.emit(Self.loadHealth(String(line.dropFirst(6)), table: table, into: &health))
+                continue
+            }
+            let view = health?.view ?? .allUp
+            defer { withExtendedLifetime(health) {} }  // the view points into it
             if line.hasPrefix("bench ") {
                 let rounds = max(0, Int(line.dropFirst(6)) ?? 0)
                 var count = 0
@@ -59,7 +116,7 @@ struct ConformanceDriver: ParsableCommand {
                 let start = Self.now()
                 for _ in 0..<rounds {
                     for item in received {
-                        let decision = Self.decide(table, item.client, item.request, location)
+                        let decision = Self.decide(table, item.client, item.request, view, location)
                         sink &+= Int(decision.status) &+ decision.locationLength
                         count += 1
                     }
@@ -68,13 +125,14 @@ struct ConformanceDriver: ParsableCommand {
                 LineProtocol.emit("bench count=\(count) ns=\(elapsed) sink=\(sink & 1)")
                 continue
             }
-            guard let request = LineProtocol.parse(line) else {
+            guard var request = LineProtocol.parse(line) else {
                 LineProtocol.emit("error malformed request line")
                 continue
             }
+            if !request.headers.isEmpty { request.block = HeaderBlock(request.headers) }
             let client = Self.resolve(request, resolver: resolver)
             let start = Self.now()
-            var decision = Self.decide(table, client, request, location)
+            var decision = Self.decide(table, client, request, view, location)
             let elapsed = Self.now() &- start
             received.append((client, request))
             var locationBytes: [UInt8] = []
@@ -83,7 +141,7 @@ struct ConformanceDriver: ParsableCommand {
                     // Longer than the scratch buffer: decide again into a buffer of the size needed.
                     let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: decision.locationLength, alignment: 8)
                     defer { larger.deallocate() }
-                    decision = Self.decide(table, client, request, larger)
+                    decision = Self.decide(table, client, request, view, larger)
                     locationBytes = Array(larger[..<min(decision.locationLength, larger.count)])
                 } else {
                     locationBytes = Array(location[..<decision.locationLength])
@@ -100,6 +158,10 @@ struct ConformanceDriver: ParsableCommand {
             fields.append("route=" + LineProtocol.hex(route.map { table.strings.string($0.name) } ?? ""))
             fields.append("target=" + LineProtocol.hex(table.strings.string(decision.target)))
             fields.append("client=" + LineProtocol.hex(client.map { "\($0)" } ?? ""))
+            fields.append("pool=" + LineProtocol.hex(table.poolName(decision.pool)))
+            fields.append("step=\(decision.step.name)")
+            fields.append("member=\(decision.member)")
+            fields.append("skipped=" + LineProtocol.hex(Self.skipped(table, client, request, view, location).joined(separator: " ")))
             fields.append("ns=\(elapsed)")
             if decision.action == .respond, let route, case .respond(_, let headers) = route.action {
                 for header in headers {
@@ -110,15 +172,88 @@ struct ConformanceDriver: ParsableCommand {
         }
     }
 
-    /// Decides with the raw request bytes (the allocation-free hot path).
+    /// Decides with the raw request bytes, headers and health (the allocation-free hot path).
     @inline(never)
-    static func decide(_ table: Snapshot, _ client: IPAddress?, _ request: Request,
+    static func decide(_ table: Snapshot, _ client: IPAddress?, _ request: Request, _ health: HealthView,
                        _ location: UnsafeMutableRawBufferPointer) -> Decision {
-        request.method.withUnsafeBytes { method in
+        let headers = request.block?.view ?? UnsafeBufferPointer(start: nil, count: 0)
+        return request.method.withUnsafeBytes { method in
             request.target.withUnsafeBytes { target in
-                table.decide(client: client, method: method, target: target, location: location)
+                table.decide(client: client, method: method, target: target, headers: headers, health: health,
+                             location: location)
             }
         }
+    }
+
+    /// The members the decision of `request` passed over, as `url(pool):reason` (the explanation's
+    /// `skipped`): the same decision again, recording what it considered.
+    static func skipped(_ table: Snapshot, _ client: IPAddress?, _ request: Request, _ health: HealthView,
+                        _ scratch: UnsafeMutableRawBufferPointer) -> [String] {
+        var trace = RecordedDecisionTrace()
+        let headers = request.block?.view ?? UnsafeBufferPointer(start: nil, count: 0)
+        _ = request.method.withUnsafeBytes { method in
+            request.target.withUnsafeBytes { target in
+                table.decide(client: client, method: method, target: target, headers: headers, health: health,
+                             location: scratch, trace: &trace)
+            }
+        }
+        return trace.skips.map { skip in
+            let pool = table.poolName(skip.pool)
+            return "\(table.strings.string(skip.member.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
+        }
+    }
+
+    /// `health file=<hex path>`: loads the state file into `state` for `table`; "" (just `health`)
+    /// leaves it empty. Returns the answer line.
+    static func loadHealth(_ arguments: String, table: Snapshot, into state: inout HealthState?) -> String {
+        var argument = Substring(arguments)
+        while argument.first == " " { argument.removeFirst() }
+        guard !argument.isEmpty else { return "health state=none" }
+        guard argument.hasPrefix("file="), let bytes = LineProtocol.unhex(argument.dropFirst(5)) else {
+            return "error malformed health line"
+        }
+        let path = String(decoding: bytes, as: UTF8.self)
+        guard let data = readFile(path) else {
+            return "health state=refused kind=unreadable reason=" + LineProtocol.hex("cannot read \(path) (errno \(errno))")
+        }
+        do {
+            let loaded = try data.withUnsafeBytes {
+                try HealthState.decode($0, fingerprint: table.healthFingerprint, memberCount: table.policy.memberCount,
+                                       now: unixMilliseconds())
+            }
+            state = loaded
+            return "health state=loaded down=\(loaded.downCount) members=\(loaded.records.count)"
+        } catch let error as HealthStateError {
+            return "health state=refused kind=\(error.kind.rawValue) reason=" + LineProtocol.hex(error.description)
+        } catch {
+            return "health state=refused kind=other reason=" + LineProtocol.hex("\(error)")
+        }
+    }
+
+    /// The whole file at `path`, nil when it cannot be read (or is over 16 MiB).
+    static func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if count == 0 { return out }
+            out.append(contentsOf: chunk[0..<count])
+            if out.count > 16 << 20 { return nil }
+        }
+    }
+
+    /// Unix time, milliseconds.
+    static func unixMilliseconds() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) &* 1000 &+ Int64(time.tv_nsec / 1_000_000)
     }
 
     /// The client address: `client` as given, else the peer resolved through the trusted proxies.

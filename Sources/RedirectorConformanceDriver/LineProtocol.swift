@@ -2,7 +2,7 @@ import Glibc
 
 /// The harness's line protocol: space-separated `key=hex` tokens, so any byte survives a line.
 enum LineProtocol {
-    /// Parses one request line; nil when a token is not `key=hex` or names an unknown key.
+    /// Parses one request line; nil when a token is not `key=hex` (`header=hex:hex`) or names an unknown key.
     static func parse(_ line: String) -> ConformanceDriver.Request? {
         var request = ConformanceDriver.Request()
         var envoy: String?
@@ -13,6 +13,13 @@ enum LineProtocol {
             let value = token[token.index(after: equals)...]
             if key == "id" {
                 request.id = String(value)
+                continue
+            }
+            if key == "header" {
+                // A request header for the routes' conditions: `header=<hex name>:<hex value>`.
+                guard let colon = value.firstIndex(of: ":"), let name = unhex(value[..<colon]),
+                      let text = unhex(value[value.index(after: colon)...]) else { return nil }
+                request.headers.append((name, text))
                 continue
             }
             guard let bytes = unhex(value) else { return nil }

@@ -1,16 +1,19 @@
 """The conformance harness (Tests/Conformance, docs/conformance.md) as part of the test run: the
 suites on the library faces (the in-process core, the C ABI, the CLI's `decide`), every backend
-running every case, the differential mode at a bounded size, the report, the generic HTTP backend
-against a running sidecar, and the `redirector conformance` entry point (report files, non-zero
-exit on a failure). The NGINX, Lua and sidecar backends' results are asserted in
-test_nginx_module.py, test_lua_binding.py and test_sidecar.py.
+running every case, the mirror-pool suite (health states) on every backend, the differential mode
+at a bounded size, the report, the generic HTTP backend against a running sidecar, and the
+`redirector conformance` entry point (report files, non-zero exit on a failure). The NGINX, Lua and
+sidecar backends' results over every suite are asserted in test_nginx_module.py,
+test_lua_binding.py and test_sidecar.py.
 
 Run alone: python3 -m pytest -q Tests/Integration/test_conformance.py
+The mirror-pool suite alone: python3 -m pytest -q Tests/Integration/test_conformance.py -k mirror
 Sizes: REDIRECTOR_CONFORMANCE_DIFF (differential requests per backend, default 300).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -20,13 +23,13 @@ from conformance import report
 from conformance.backends import ALL, BACKENDS
 from conformance.check import Observation, judge
 from conformance.diff import run_differential
+from conformance.health import HealthFiles, write as write_health
 from conformance.run import RunResult, compile_suite, run_suites
 from conformance.suite import CASES_DIR
 from suite_cases import assert_backend_passes
 from testkit import paths
 from testkit.http import free_port
 from testkit.sidecar import Sidecar
-from testkit.snapshots import cli_decide
 
 DIFF_COUNT = int(os.environ.get("REDIRECTOR_CONFORMANCE_DIFF", "300"))
 
@@ -49,28 +52,63 @@ def test_every_suite_case_passes(suite_results, backend):
     assert_backend_passes(suite_results(backend), backend)
 
 
-def test_cli_decide_answers_every_suite_case(cli, suites, compiled_suites):
+def cli_decide(snapshot, client: bytes, method: bytes, target: bytes, headers=(), health=None):
+    """`redirector decide --json` (with `--header` for each of `headers` and `--health FILE`):
+    (the decision, or None when the CLI refused the arguments; its standard error)."""
+    args = [str(paths.CLI), "decide", "--snapshot", str(snapshot), "--client", client.decode("latin-1"),
+            "--method", method.decode("latin-1"), "--json"]
+    for name, value in headers:
+        args += ["--header", f"{name.decode('latin-1')}: {value.decode('latin-1')}"]
+    if health is not None:
+        args += ["--health", str(health)]
+    proc = subprocess.run(args + ["--", target.decode("latin-1")], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        return None, proc.stderr
+    try:
+        return json.loads(proc.stdout), proc.stderr
+    except ValueError:
+        return None, proc.stderr
+
+
+def test_cli_decide_answers_every_suite_case(cli, suites, compiled_suites, tmp_path):
     """`redirector decide --json` gives each case that names its client (and fits in arguments) the
-    decision the suite expects, explanations included."""
+    decision the suite expects, explanations included — with `--header` for the headers routes
+    look at, and `--health` for the health state the case names (an unusable file is said on
+    standard error and decides as all up)."""
     snapshots, _ = compiled_suites
-    problems, checked = [], 0
+    problems, checked, with_health = [], 0, 0
     for suite in suites:
+        files = HealthFiles(suite.compiled_config()) if suite.has_health else None
+        route_headers = any(route.get("headers") for route in suite.config.get("routes") or [])
         for case in suite.cases:
             r = case.request
-            if r.client is None or any(b"\x00" in v for v in (r.client, r.method, r.target)):
+            headers = r.headers if route_headers else []
+            if r.client is None or any(b"\x00" in v for v in (r.client, r.method, r.target, *(b for h in headers for b in h))):
                 continue  # argv cannot carry NUL (the C ABI backend sends it)
-            decision = cli_decide(snapshots[suite.name], *(v.decode("latin-1") for v in (r.client, r.method, r.target)))
+            health = None
+            if case.health is not None and case.health.kind != "none":
+                assert files is not None
+                health = tmp_path / f"{suite.name}.health"
+                write_health(health, files.prepare(case.health))
+                with_health += 1
+            decision, stderr = cli_decide(snapshots[suite.name], r.client, r.method, r.target, headers, health)
             checked += 1
             if decision is None:
-                problems.append(f"{case.id}: redirector decide refused the request")
+                problems.append(f"{case.id}: redirector decide refused the request: {stderr[-300:]}")
                 continue
+            if case.health is not None and case.health.kind == "file" and "deciding without health" not in stderr:
+                problems.append(f"{case.id}: {case.health.describe()}: decide did not say it decides without health "
+                                f"(stderr: {stderr[-300:]!r})")
             obs = Observation(status=decision["status"], action=decision["action"], location=decision["location"],
                               headers=list(decision["headers"].items()),
-                              explain={key: decision[key] for key in ("action", "provider", "region", "prefix", "asn",
-                                                                      "route")})
-            verdict = judge(obs, "decision", {}, *case.expectations_for(frozenset({"library", "cli"})))
+                              explain={**{key: decision[key] for key in ("action", "provider", "region", "prefix", "asn",
+                                                                         "route", "pool", "step")},
+                                       "skipped": " ".join(decision["skipped"])})
+            traits = frozenset({"library", "cli"} | ({"route-headers"} if route_headers else set()))
+            verdict = judge(obs, "decision", {}, *case.expectations_for(traits))
             problems += [f"{case.id}: {p}" for p in verdict.problems]
-    assert checked >= 150, checked
+    assert checked >= 220, checked
+    assert with_health >= 40, with_health
     assert not problems, "\n".join(problems)
 
 
@@ -84,8 +122,61 @@ def test_every_backend_ran_the_whole_suite(conformance_run):
         results = conformance_run.for_backend(name)
         assert len(results) == cases, name
         na = [r for r in results if r.state == "n/a"]
+        # Cases whose routes look at request headers are n/a exactly where the backend does not pass
+        # them to decisions (the sidecar, and so every proxy in front of it).
+        headers = [r for r in na if r.detail == "needs route-headers"]
+        assert not headers or "route-headers" not in BACKENDS[name].traits, name
+        assert len(headers) <= 5, f"{name}: {len(headers)} cases n/a for want of request headers"
         # Only the C ABI (which takes resolved clients) skips a sizeable share.
-        assert len(na) <= (60 if name == "abi" else 10), f"{name}: {len(na)} cases n/a"
+        others = len(na) - len(headers)
+        assert others <= (60 if name == "abi" else 10), f"{name}: {others} cases n/a"
+
+
+# --------------------------------------------------------------------------- mirror pools
+
+
+@pytest.fixture(scope="session")
+def mirror_pools_run(suites, compiled_suites, tmp_root):
+    """The mirror-pool suite (health states) on every backend."""
+    mirror = [s for s in suites if s.name == "mirror-pools"]
+    assert mirror and mirror[0].has_health
+    return run_suites(mirror, ALL, tmp_root / "conformance-mirror-pools", bench_seconds=0, compiled=compiled_suites)
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_mirror_pools_on_every_backend(mirror_pools_run, backend):
+    """Every backend is brought to each health state the mirror-pool cases name (the state file
+    written atomically; the library backends load it, the others are polled until they use it)
+    and answers every case as worked out by hand: members down, a priority down, a region down
+    (nearest region), every region down (provider pool), everything down (default pool, pass), a
+    `fallback: pass` pool, a pool's fallback pool, and missing, stale, corrupt and foreign files as
+    all up. Only the cases whose routes look at request headers may be n/a, and only where the
+    backend does not pass request headers to decisions."""
+    run = mirror_pools_run
+    info = run.backends[backend]
+    if info.missing:
+        pytest.skip(f"{backend}: prerequisite missing: {'; '.join(info.missing)}")
+    results = run.for_backend(backend)
+    assert not info.errors, f"{backend}: " + "\n".join(info.errors)
+    bad = [r for r in results if r.state in ("fail", "error")]
+    assert not bad, f"{backend}: " + "\n".join(
+        f"- {r.case.id}: {report.clip(r.detail, 400)}\n    request:  {r.case.describe_request()}\n"
+        f"    expected: {r.expected}\n    observed: {r.observed}" for r in bad)
+    na = [r for r in results if r.state == "n/a"]
+    assert all(r.detail == "needs route-headers" and "route-headers" in r.case.requires for r in na), \
+        [(r.case.name, r.detail) for r in na]
+    assert not na or "route-headers" not in BACKENDS[backend].traits
+    passed = [r for r in results if r.state == "pass"]
+    down = [r for r in passed if r.case.health is not None and r.case.health.down]
+    assert len(passed) >= 38 and len(down) >= 19, (len(passed), len(down))
+
+
+def test_which_backends_take_health_states():
+    """Every backend of `all` can be brought to a health state; the generic HTTP backend cannot
+    (its target's state file is not the harness's), so those cases are n/a there, with the reason."""
+    for name in ALL:
+        assert BACKENDS[name]().health_unsupported() is None, name
+    assert "health state" in (BACKENDS["http"]().health_unsupported() or "")
 
 
 def test_differential_agrees(conformance_run):

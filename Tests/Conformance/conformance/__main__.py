@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name} ({s.path.relative_to(REPO) if s.path.is_relative_to(REPO) else s.path}): "
                   f"{len(s.cases)} cases")
             for c in s.cases:
-                print(f"  {c.id}: {c.request.describe()} → {c.expect.describe()}")
+                print(f"  {c.id}: {c.describe_request()} → {c.expect.describe()}")
         return 0
 
     if args.command == "backends":

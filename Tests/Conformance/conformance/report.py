@@ -127,7 +127,7 @@ def terminal(run: RunResult, width: int = 46, details: bool = True) -> str:
             lines.append(f"FAILURES ({len(failures)})")
             for r in failures:
                 lines.append(f"- {r.case.id} on {r.backend}: {clip(r.detail, 400)}")
-                lines.append(f"    request:  {r.case.request.describe()}")
+                lines.append(f"    request:  {r.case.describe_request()}")
                 lines.append(f"    expected: {clip(r.expected)}")
                 lines.append(f"    observed: {clip(r.observed)}")
     if run.diff is not None:
@@ -280,7 +280,7 @@ def html_report(run: RunResult) -> str:
                    "<th>problems</th></tr>")
         for r in failures:
             out.append(f"<tr><td>{html.escape(r.case.id)}</td><td>{html.escape(r.backend)}</td>"
-                       f"<td><code>{html.escape(r.case.request.describe())}</code></td>"
+                       f"<td><code>{html.escape(r.case.describe_request())}</code></td>"
                        f"<td>{html.escape(r.expected)}</td><td>{html.escape(r.observed)}</td>"
                        f"<td>{html.escape(r.detail)}</td></tr>")
         out.append("</table>")
@@ -291,7 +291,7 @@ def html_report(run: RunResult) -> str:
         out.append("<table><tr><th>case</th>" + "".join(f"<th>{html.escape(SHORT.get(n, n))}</th>" for n in names)
                    + "</tr>")
         for case in suite.cases:
-            row = [f"<tr><td title='{html.escape(case.request.describe())}'>{html.escape(case.name)}</td>"]
+            row = [f"<tr><td title='{html.escape(case.describe_request())}'>{html.escape(case.name)}</td>"]
             for n in names:
                 r = run.results.get((case.id, n))
                 if r is None:
@@ -322,7 +322,8 @@ def results_json(run: RunResult) -> dict:
                          "throughput": i.throughput.__dict__ if i.throughput else None}
                      for n, i in run.backends.items()},
         "results": [{"case": r.case.id, "backend": r.backend, "state": r.state, "detail": r.detail,
-                     "expected": r.expected, "observed": r.observed, "matched": r.matched, "seconds": r.seconds}
+                     "expected": r.expected, "observed": r.observed, "matched": r.matched, "seconds": r.seconds,
+                     "health": r.case.health.describe() if r.case.health is not None else None}
                     for r in run.results.values()],
         "diff": run.diff.as_json() if run.diff is not None else None,
     }

@@ -14,7 +14,8 @@ from testkit.snapshots import compile_snapshot
 
 from .backends import BACKENDS, Backend, Context, Throughput
 from .check import Observation, judge
-from .suite import Case, Suite
+from .health import HealthFiles, HealthNotTaken, write as write_health
+from .suite import Case, HealthSpec, Suite
 
 
 @dataclass
@@ -95,6 +96,15 @@ def bench_request(suite: Suite):
     return None
 
 
+def health_groups(cases: list[Case]) -> list[tuple[HealthSpec | None, list[Case]]]:
+    """Cases grouped by the health state they name, groups in the order of their first case (so
+    each backend changes state once per distinct state)."""
+    groups: dict[HealthSpec | None, list[Case]] = {}
+    for c in cases:
+        groups.setdefault(c.health, []).append(c)
+    return list(groups.items())
+
+
 def make_backend(name: str, settings: dict) -> Backend:
     return BACKENDS[name](**settings.get(name, {}))
 
@@ -149,6 +159,8 @@ def run_suites(suites: list[Suite], names: list[str], workdir: Path, settings: d
                 lacking = c.requires - backend.traits
                 if lacking:
                     why = f"needs {', '.join(sorted(lacking))}"
+                elif c.health is not None and backend.health_unsupported():
+                    why = backend.health_unsupported()
                 else:
                     why = backend.applicable(c.request, s)
                 if why:
@@ -164,6 +176,16 @@ def run_suites(suites: list[Suite], names: list[str], workdir: Path, settings: d
             ctx = Context(suite=s, snapshot=snapshots[s.name], workdir=workdir / "backends" / s.name, timeout=timeout)
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             ctx.workdir.chmod(0o755)
+            files = None
+            if s.has_health:
+                ctx.health_file = ctx.workdir / f"health-{name}.state"
+                ctx.health_file.unlink(missing_ok=True)
+                try:
+                    files = HealthFiles(s.compiled_config())
+                except RuntimeError as e:
+                    for c in todo:
+                        result.results[(c.id, name)] = CaseResult(c, name, "error", str(e))
+                    continue
             t0 = time.monotonic()
             try:
                 backend.start(ctx)
@@ -180,16 +202,33 @@ def run_suites(suites: list[Suite], names: list[str], workdir: Path, settings: d
                 continue
             failed = 0
             try:
-                for c in todo:
-                    primary, alternatives, because = c.expectations_for(backend.traits)
-                    obs = backend.send(c.request)
-                    verdict = judge(obs, backend.profile, backend.options, primary, alternatives, because)
-                    cr = CaseResult(c, name, "pass" if verdict.ok else "fail", "; ".join(verdict.problems),
-                                    primary.describe(), obs.describe(), verdict.matched, obs.seconds, obs)
-                    result.results[(c.id, name)] = cr
-                    if not obs.error:
-                        info.latencies.append(obs.seconds)
-                    failed += not verdict.ok
+                # Suites whose cases name health states: before each group of cases, the state file
+                # is written (atomically) and the backend brought to it.
+                for spec, group in health_groups(todo):
+                    if spec is not None:
+                        assert files is not None and ctx.health_file is not None
+                        prepared = files.prepare(spec)
+                        try:
+                            write_health(ctx.health_file, prepared)
+                            backend.take_health(prepared)
+                        except (HealthNotTaken, OSError) as e:
+                            message = f"health state ({spec.describe()}): {e}"
+                            info.errors.append(message[:2000])
+                            log(f"[conformance] {name}: {message[:1000]}")
+                            for c in group:
+                                result.results[(c.id, name)] = CaseResult(c, name, "error", message[:500])
+                            failed += len(group)
+                            continue
+                    for c in group:
+                        primary, alternatives, because = c.expectations_for(backend.traits)
+                        obs = backend.send(c.request)
+                        verdict = judge(obs, backend.profile, backend.options, primary, alternatives, because)
+                        cr = CaseResult(c, name, "pass" if verdict.ok else "fail", "; ".join(verdict.problems),
+                                        primary.describe(), obs.describe(), verdict.matched, obs.seconds, obs)
+                        result.results[(c.id, name)] = cr
+                        if not obs.error:
+                            info.latencies.append(obs.seconds)
+                        failed += not verdict.ok
                 if bench_seconds > 0 and s.name == bench_suite and info.throughput is None:
                     request = bench_request(s)
                     if request is not None:

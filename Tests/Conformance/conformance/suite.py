@@ -23,7 +23,9 @@ REJECT_STATUSES = frozenset({400, 413, 414, 426, 431, 494})
 # pass/redirect/respond: the decision. reject: the host refused the request before deciding.
 # host: the host answered by itself with `status` (no decision, no origin), e.g. OPTIONS *.
 ACTIONS = ("pass", "redirect", "respond", "reject", "host")
-EXPLAIN_FIELDS = ("provider", "region", "prefix", "asn", "route", "client")
+EXPLAIN_FIELDS = ("provider", "region", "prefix", "asn", "route", "client", "pool", "step", "skipped")
+# Unusable health state files a case can name (`health: {file: KIND}`): each must decide as all up.
+HEALTH_FILES = ("stale", "corrupt", "other")
 
 
 class SuiteError(Exception):
@@ -174,6 +176,8 @@ def normalize_explain(values: dict) -> dict[str, str]:
             text = str(value)
         if text == "-" or (key == "asn" and text == "0"):
             text = ""
+        if key == "skipped":
+            text = " ".join(text.split())
         out[key] = text
     return out
 
@@ -214,6 +218,56 @@ class Alternative:
     because: str
 
 
+@dataclass(frozen=True)
+class HealthSpec:
+    """The health state a case is decided with: `none` (no state file), `state` (a fresh state
+    file; the members in `down` are down, every other member up) or `file` (an unusable file of
+    kind `file`: stale, corrupt or written for other pools; it must decide as all up)."""
+
+    kind: str                          # none | state | file
+    down: tuple[str, ...] = ()         # member URLs (kind state), sorted
+    file: str = ""                     # stale | corrupt | other (kind file)
+
+    def describe(self) -> str:
+        if self.kind == "none":
+            return "no health state file"
+        if self.kind == "file":
+            kind = {"other": "a health state file of other pools"}.get(self.file, f"a {self.file} health state file")
+            return f"{kind} (as all up)"
+        return f"down: {', '.join(self.down)}" if self.down else "every member up"
+
+
+def parse_health(data, where: str, members: set[str]) -> HealthSpec:
+    """`none`, `{down: [URL, …]}` or `{file: stale|corrupt|other}`; down URLs must be members of
+    the config's pools."""
+    if data == "none":
+        return HealthSpec("none")
+    if not isinstance(data, dict) or len(data) != 1 or not set(data) <= {"down", "file"}:
+        raise SuiteError(f"{where}: health must be 'none', {{down: [member URLs]}} or {{file: {'|'.join(HEALTH_FILES)}}}")
+    if "file" in data:
+        if data["file"] not in HEALTH_FILES:
+            raise SuiteError(f"{where}: health.file must be one of {HEALTH_FILES}, not {data['file']!r}")
+        return HealthSpec("file", file=str(data["file"]))
+    down = data["down"] or []
+    if not isinstance(down, list):
+        raise SuiteError(f"{where}: health.down must be a list of member URLs")
+    unknown = sorted(str(u) for u in down if str(u) not in members)
+    if unknown:
+        raise SuiteError(f"{where}: health.down names {unknown}, which are not members of the config's pools "
+                         f"(members: {sorted(members)})")
+    return HealthSpec("state", down=tuple(sorted({str(u) for u in down})))
+
+
+def pool_members(config: dict) -> set[str]:
+    """The member URLs of the config's named pools."""
+    out = set()
+    for pool in (config.get("pools") or {}).values():
+        for member in (pool or {}).get("members") or []:
+            if isinstance(member, dict) and "url" in member:
+                out.add(str(member["url"]))
+    return out
+
+
 @dataclass
 class Case:
     suite: str
@@ -225,10 +279,16 @@ class Case:
     requires: frozenset[str] = frozenset()
     tags: tuple[str, ...] = ()
     note: str = ""
+    health: HealthSpec | None = None   # None: the suite does not manage health (no case names a state)
 
     @property
     def id(self) -> str:
         return f"{self.suite}/{self.name}"
+
+    def describe_request(self) -> str:
+        """The request, and the health state it is decided with when the case names one."""
+        text = self.request.describe()
+        return text + (f" [health: {self.health.describe()}]" if self.health is not None else "")
 
     def expectations_for(self, traits: frozenset[str]) -> tuple[Expect, list[Alternative], str]:
         """The expected outcome for a backend with `traits`, the other acceptable outcomes, and
@@ -278,6 +338,11 @@ class Suite:
     peer: str = "127.0.0.5"
 
     @property
+    def has_health(self) -> bool:
+        """Whether the cases name health states (the harness then manages each backend's state)."""
+        return any(c.health is not None for c in self.cases)
+
+    @property
     def trusted_proxies(self) -> list[str]:
         return [str(p) for p in (self.config.get("trustedProxies") or [])]
 
@@ -287,8 +352,16 @@ class Suite:
         for name, text in self.files.items():
             (directory / name).write_text(text)
         dest = directory / "redirector.yaml"
-        dest.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        dest.write_text(yaml.safe_dump(self.compiled_config(), sort_keys=False))
         return dest
+
+    def compiled_config(self) -> dict:
+        """The config compiled for the suite: as written, plus — when the cases name health states —
+        the harness's health probe (conformance.health.with_probe)."""
+        if not self.has_health:
+            return self.config
+        from .health import with_probe
+        return with_probe(self.config)
 
 
 def load_suite(path: Path) -> Suite:
@@ -299,7 +372,7 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"{path}: {e}") from e
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a mapping")
-    known = {"suite", "description", "config", "trust", "files", "defaults", "cases", "peer"}
+    known = {"suite", "description", "config", "trust", "files", "defaults", "cases", "peer", "health"}
     unknown = set(data) - known
     if unknown:
         raise SuiteError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -321,6 +394,8 @@ def load_suite(path: Path) -> Suite:
         # The suite's trusted proxies replace the config's (a config given by path may have none).
         config["trustedProxies"] = [str(p) for p in (data["trust"] or [])]
     defaults = data.get("defaults") or {}
+    members = pool_members(config)
+    default_health = parse_health(data["health"], f"{path.name}: health", members) if "health" in data else None
     cases = []
     seen = set()
     for i, item in enumerate(data.get("cases") or []):
@@ -328,7 +403,7 @@ def load_suite(path: Path) -> Suite:
         if not isinstance(item, dict) or "name" not in item:
             raise SuiteError(f"{where}: a case needs a name")
         where = f"{path.name}: case '{item['name']}'"
-        unknown = set(item) - {"name", "request", "expect", "variants", "accept", "requires", "tags", "note"}
+        unknown = set(item) - {"name", "request", "expect", "variants", "accept", "requires", "tags", "note", "health"}
         if unknown:
             raise SuiteError(f"{where}: unknown keys {sorted(unknown)}")
         if item["name"] in seen:
@@ -344,9 +419,16 @@ def load_suite(path: Path) -> Suite:
             variants=_alternatives(item.get("variants"), where, "variants"),
             accept=_alternatives(item.get("accept"), where, "accept"),
             requires=frozenset([requires] if isinstance(requires, str) else requires),
-            tags=tuple(item.get("tags") or ()), note=str(item.get("note", ""))))
+            tags=tuple(item.get("tags") or ()), note=str(item.get("note", "")),
+            health=parse_health(item["health"], where + ".health", members) if "health" in item else default_health))
     if not cases:
         raise SuiteError(f"{path}: no cases")
+    if any(c.health is not None for c in cases):
+        # A suite that manages health decides every case with a named state (no file by default).
+        for c in cases:
+            c.health = c.health or HealthSpec("none")
+        from .health import check_layout
+        check_layout(config, f"{path.name}: config")
     return Suite(name=name, path=path, description=str(data.get("description", "")).strip(), config=config,
                  config_source=config_source, files=files, cases=cases, peer=str(data.get("peer", "127.0.0.5")))
 

@@ -13,6 +13,7 @@ from testkit.http import WireError, WireRequest, WireResponse, send
 from testkit.origin import ORIGIN_HEADER
 
 from ..check import Observation
+from ..health import PROBE_PATH, HealthNotTaken, Prepared, probe_down, wait_until_taken
 from ..suite import Request, Suite
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -26,6 +27,9 @@ class Context:
     snapshot: Path
     workdir: Path
     timeout: float = 10.0
+    # Where the harness writes the health state file the backend decides with (suites whose cases
+    # name health states; None otherwise). It need not exist when the backend starts.
+    health_file: Path | None = None
 
 
 @dataclass
@@ -67,6 +71,19 @@ class Backend:
         """Anything wrong seen in the backend's processes (crashes, alerts), checked at stop."""
         return []
 
+    # ------------------------------------------------------------------ health states
+
+    def health_unsupported(self) -> str | None:
+        """None when the backend can be brought to a health state (`take_health`); otherwise why
+        not: the cases that name a health state are then n/a."""
+        return f"the harness cannot give the {self.name} backend a health state"
+
+    def take_health(self, prepared: Prepared) -> None:
+        """The harness has just written (or removed) `ctx.health_file`: make the decisions use it,
+        returning once they do (raise health.HealthNotTaken after a bounded wait, or when the
+        backend accepted an unusable file or refused a usable one)."""
+        raise HealthNotTaken(self.health_unsupported() or "take_health is not implemented")
+
     # ------------------------------------------------------------------ requests
 
     def applicable(self, request: Request, suite: Suite) -> str | None:
@@ -104,7 +121,8 @@ def source_of(request: Request, suite: Suite) -> str:
 
 
 def parse_explain(text: str | None) -> dict[str, str] | None:
-    """`key=value key=value …` (sidecar X-Redirector-Explain, our nginx debug header) → dict."""
+    """`key=value key=value …` (sidecar X-Redirector-Explain, our nginx debug header) → dict.
+    `skipped` may come once with the members separated by spaces or once per member."""
     if text is None:
         return None
     out: dict[str, str] = {}
@@ -112,11 +130,14 @@ def parse_explain(text: str | None) -> dict[str, str] | None:
     for token in text.split(" "):
         m = re.match(r"^([a-z_]+)=(.*)$", token)
         if m and m.group(1) in ("action", "status", "location", "provider", "region", "prefix", "asn",
-                                 "route", "target", "client", "header"):
+                                 "route", "target", "client", "header", "pool", "member", "step", "skipped"):
             key = m.group(1)
             if key == "header":
                 continue
-            out[key] = m.group(2)
+            if key == "skipped" and out.get("skipped"):
+                out[key] += " " + m.group(2)     # the sidecar writes one skipped= per member
+            else:
+                out[key] = m.group(2)
         elif key and key != "header":
             out[key] += " " + token
     return out
@@ -151,6 +172,26 @@ class HTTPBackend(Backend):
         if self.explain_header:
             obs.explain = parse_explain(response.header(self.explain_header))
         return obs
+
+    def health_unsupported(self) -> str | None:
+        if self.explain_header is None:
+            return f"the {self.name} backend does not explain its decisions, so the harness cannot see it take a health state"
+        return None
+
+    def take_health(self, prepared: Prepared) -> None:
+        """Polls the harness's probe route until its explanation lists as down exactly the probe
+        members the state marks down (none for an unusable file or no file)."""
+        assert self.ctx is not None
+        probe = Request(method=b"GET", target=PROBE_PATH.encode())
+
+        def check():
+            obs = self.send(probe)
+            if obs.error or obs.explain is None:
+                return False, obs.error or f"no {self.explain_header} on the probe's answer ({obs.describe()})"
+            seen = probe_down(obs.explain.get("skipped", ""))
+            return seen == prepared.probe_down, f"probe members down: {sorted(seen)}, want {sorted(prepared.probe_down)}"
+
+        wait_until_taken(check, prepared, 15.0, self.name)
 
     def send(self, request: Request) -> Observation:
         assert self.ctx is not None

@@ -10,6 +10,7 @@ import time
 from testkit import abi, paths
 
 from ..check import Observation
+from ..health import HealthNotTaken, Prepared
 from ..suite import Request, Suite
 from .base import Backend, Context, Throughput, need_file
 
@@ -25,7 +26,7 @@ class CoreBackend(Backend):
 
     name = "core"
     title = "Swift core (in-process)"
-    traits = frozenset({"library", "core", "resolves"})
+    traits = frozenset({"library", "core", "resolves", "route-headers"})
     profile = "decision"
 
     def missing(self):
@@ -62,6 +63,8 @@ class CoreBackend(Backend):
                        b"x-envoy-external-address": "envoy"}.get(name.lower())
                 if key:
                     tokens.append(f"{key}={_hex(value)}")
+        # Every header, for the routes' header conditions (the core reads the names they use).
+        tokens += [f"header={_hex(name)}:{_hex(value)}" for name, value in request.headers]
         try:
             answer = self._ask(" ".join(tokens))
         except (RuntimeError, OSError) as e:
@@ -73,7 +76,7 @@ class CoreBackend(Backend):
             if key == "header":
                 name, _, val = bytes.fromhex(value).decode("utf-8", "replace").partition(": ")
                 headers.append((name, val))
-            elif key in ("location", "provider", "region", "prefix", "route", "client", "target"):
+            elif key in ("location", "provider", "region", "prefix", "route", "client", "target", "pool", "skipped"):
                 fields[key] = bytes.fromhex(value).decode("latin-1")
             else:
                 fields[key] = value
@@ -85,8 +88,30 @@ class CoreBackend(Backend):
             location=fields.get("location") if action == "redirect" else None, headers=headers,
             explain={"action": action, "provider": fields.get("provider", ""), "region": fields.get("region", ""),
                      "prefix": fields.get("prefix", ""), "asn": fields.get("asn", ""),
-                     "route": fields.get("route", ""), "client": fields.get("client", "")},
+                     "route": fields.get("route", ""), "client": fields.get("client", ""),
+                     "pool": fields.get("pool", ""), "step": fields.get("step", ""),
+                     "skipped": fields.get("skipped", ""), "target": fields.get("target", "")},
             seconds=int(fields.get("ns", "0")) / 1e9)
+
+    def health_unsupported(self) -> str | None:
+        return None
+
+    def take_health(self, prepared: Prepared) -> None:
+        """`health file=PATH` (the driver decodes it with HealthState.decode and keeps it), or
+        `health` (no state) when there is no file."""
+        assert self.ctx is not None and self.ctx.health_file is not None
+        line = "health" if prepared.data is None else f"health file={_hex(str(self.ctx.health_file).encode())}"
+        answer = self._ask(line)
+        fields = dict(t.partition("=")[::2] for t in answer.split(" ")[1:])
+        state = fields.get("state", "")
+        reason = bytes.fromhex(fields.get("reason", "")).decode("utf-8", "replace") if "reason" in fields else ""
+        self.health_note = f"{state} {fields.get('kind', '')} {reason}".strip()
+        if not answer.startswith("health "):
+            raise HealthNotTaken(f"unexpected answer to {line!r}: {answer[:300]}")
+        if prepared.usable and state != "loaded":
+            raise HealthNotTaken(f"the core refused the state file ({prepared.describe()}): {self.health_note}")
+        if not prepared.usable and state == "loaded":
+            raise HealthNotTaken(f"the core accepted an unusable state file ({prepared.describe()})")
 
     def bench(self, request: Request, seconds: float) -> Throughput | None:
         if seconds <= 0:
@@ -127,7 +152,7 @@ class ABIBackend(Backend):
 
     name = "abi"
     title = "C ABI (dlopen libredirector.so)"
-    traits = frozenset({"library", "abi"})
+    traits = frozenset({"library", "abi", "route-headers"})
     profile = "decision"
 
     def missing(self):
@@ -137,6 +162,9 @@ class ABIBackend(Backend):
         super().start(ctx)
         self.table = abi.Library().open(ctx.snapshot)
         self.sent: list[tuple] = []
+        # rdr_health of the suite's health states (rdr_health_new); passed while `use_health`.
+        self.health = self.table.health() if ctx.health_file is not None else None
+        self.use_health = False
 
     def applicable(self, request: Request, suite: Suite) -> str | None:
         if request.client is None and request.forwards:
@@ -146,28 +174,56 @@ class ABIBackend(Backend):
     def send(self, request: Request) -> Observation:
         assert self.ctx is not None
         client = request.client if request.client is not None else (request.peer or self.ctx.suite.peer).encode()
-        decided = self.table.decide(client, request.method, request.target, request.host)
+        health = self.health if self.use_health else None
+        headers = list(request.headers) or None
+        decided = self.table.decide(client, request.method, request.target, request.host, headers=headers, health=health)
         self.sent.append((client, request))
         if decided.rc != abi.RDR_OK:
             return Observation(error=f"rdr_decide returned {decided.rc}")
         out = decided.decision
-        headers = self.table.route_headers(out.route) if out.action == abi.RDR_RESPOND and out.route >= 0 else []
 
         def text(p):
             return (p or b"").decode("utf-8", "replace")
 
+        rc, skipped = self.table.format_skipped(client, request.method, request.target, request.host, headers=headers,
+                                                health=health)
+        if rc < 0:
+            return Observation(error=f"rdr_format_skipped returned {rc}")
         return Observation(
             status=out.status, action=decided.action,
-            location=decided.location.decode("latin-1") if decided.location is not None else None, headers=headers,
+            location=decided.location.decode("latin-1") if decided.location is not None else None,
+            headers=self.table.route_headers(out.route) if out.action == abi.RDR_RESPOND and out.route >= 0 else [],
             explain={"action": decided.action, "provider": text(out.provider_name), "region": text(out.region),
                      "prefix": self.table.format_prefix(out), "asn": str(out.asn) if out.asn else "",
-                     "route": text(out.route_name)},
+                     "route": text(out.route_name), "pool": text(out.pool_name), "step": text(out.step_name),
+                     "skipped": skipped, "target": text(out.target_host)},
             seconds=decided.ns / 1e9)
+
+    def health_unsupported(self) -> str | None:
+        return None
+
+    def take_health(self, prepared: Prepared) -> None:
+        """rdr_health_load with the file's bytes (a refused file leaves the rdr_health "every
+        member up", and decisions keep passing it); no file: decisions pass NULL."""
+        assert self.ctx is not None and self.ctx.health_file is not None and self.health is not None
+        if prepared.data is None:
+            self.use_health = False
+            return
+        rc, message = self.health.load(self.ctx.health_file.read_bytes())
+        self.use_health = True
+        self.health_note = message
+        if prepared.usable and rc != abi.RDR_OK:
+            raise HealthNotTaken(f"rdr_health_load refused the state file ({prepared.describe()}): {rc} {message}")
+        if not prepared.usable and rc != abi.RDR_EHEALTH:
+            raise HealthNotTaken(f"rdr_health_load returned {rc}, not RDR_EHEALTH, for an unusable state file "
+                                 f"({prepared.describe()})")
 
     def bench(self, request: Request, seconds: float) -> Throughput | None:
         if seconds <= 0 or not self.sent:
             return None
-        prepared = [abi.request(client, req.method, req.target, req.host) for client, req in self.sent]
+        health = self.health if self.use_health else None
+        prepared = [abi.request(client, req.method, req.target, req.host, list(req.headers) or None, health)
+                    for client, req in self.sent]
         out = abi.Decision()
         buf = ctypes.create_string_buffer(65536)
         decide, table, n = self.table.c.rdr_decide, self.table.handle, 0
@@ -182,6 +238,9 @@ class ABIBackend(Backend):
                           f"rdr_decide via ctypes over the suite's {len(prepared)} requests (ctypes call overhead included)")
 
     def stop(self):
+        health = getattr(self, "health", None)
+        if health:
+            health.free()
         table = getattr(self, "table", None)
         if table:
             table.close()

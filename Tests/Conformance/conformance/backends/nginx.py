@@ -13,7 +13,8 @@ from testkit.nginx import Nginx, make_prefix, render, trust_only
 
 from .base import TEMPLATES, Context, HTTPBackend, need_file
 
-NGINX_TRAITS = {"wire", "nginx", "realip", "resolves", "explain", "origin"}
+# route-headers: the module (and the binding) pass the request headers the routes look at.
+NGINX_TRAITS = {"wire", "nginx", "realip", "resolves", "explain", "origin", "route-headers"}
 
 
 class NginxBackend(HTTPBackend):
@@ -41,10 +42,23 @@ class NginxBackend(HTTPBackend):
         live.chmod(0o644)
         self.port = self.port6 = free_port()
         values = {"SNAPSHOT": live, "PORT": self.port, "ORIGIN_PORT": free_port(), "MODULE_DIR": paths.MODULE_DIR,
-                  "LUA_DIR": paths.LUA_DIR, "LIBRARY": paths.LIBRARY}
+                  "LUA_DIR": paths.LUA_DIR, "LIBRARY": paths.LIBRARY,
+                  "HEALTH": self.health_config(ctx.health_file) if ctx.health_file else "",
+                  "EXPLAIN_POOLS": self.explain_pools(bool(ctx.suite.config.get("pools")))}
         conf = render(TEMPLATES / self.template, prefix / "nginx.conf", values)
         trust_only(conf, ctx.suite.trusted_proxies)
         self.server = Nginx(prefix, conf, port=self.port, snapshot=live).start()
+
+    def explain_pools(self, pools: bool) -> str:
+        """The template's EXPLAIN_POOLS for a config with or without pools: what adds pool, step,
+        member and skipped to the explain header (left out without pools: `skipped` decides again,
+        which would weigh on the throughput measured on the other suites)."""
+        raise NotImplementedError
+
+    def health_config(self, path: Path) -> str:
+        """The http-level lines that make the workers decide with the state file at `path`
+        (checked every 100 ms, so that a case group need not wait long)."""
+        raise NotImplementedError
 
     def stop(self):
         server = getattr(self, "server", None)
@@ -56,16 +70,26 @@ class NginxBackend(HTTPBackend):
         return [f"{server.error_log}: {line}" for line in server.problems()] if server else []
 
 
-def nginx_backend(name: str, title: str, trait: str, template: str, required) -> type[NginxBackend]:
-    """The backend class of one way of deciding inside nginx: they differ only in these."""
+def nginx_backend(name: str, title: str, trait: str, template: str, required, health, pools) -> type[NginxBackend]:
+    """The backend class of one way of deciding inside nginx: they differ only in these (`health`:
+    path → the config lines that watch a health state file; `pools`: (with, without) as
+    EXPLAIN_POOLS)."""
     return type("".join(w.capitalize() for w in name.split("-")) + "Backend", (NginxBackend,),
-                {"name": name, "title": title, "traits": frozenset(NGINX_TRAITS | {trait, "ipv6-peer"}),
-                 "template": template, "required": tuple(required), "__doc__": title})
+                {"name": name, "title": title,
+                 "traits": frozenset(NGINX_TRAITS | {trait, "ipv6-peer"}),
+                 "template": template, "required": tuple(required), "__doc__": title,
+                 "health_config": lambda self, path: health(path),
+                 "explain_pools": lambda self, with_pools: pools[0] if with_pools else pools[1]})
 
 
 NginxModuleBackend = nginx_backend("nginx-module", "NGINX module (redirector on)", "nginx-module", "nginx-module.conf",
-                                   [(paths.MODULE, "scripts/build-nginx-module.sh")])
+                                   [(paths.MODULE, "scripts/build-nginx-module.sh")],
+                                   lambda path: f"redirector_health_state {path};\n    redirector_health_check_interval 100ms;",
+                                   (" pool=$redirector_pool step=$redirector_step member=$redirector_member"
+                                    " skipped=$redirector_skipped", ""))
 NginxLuaBackend = nginx_backend("nginx-lua", "LuaJIT binding in nginx (rdr:access())", "lua", "nginx-lua.conf",
                                 [(paths.LUA_MODULE, "apt-get install libnginx-mod-http-lua lua-resty-core"),
                                  (paths.LIBRARY, "scripts/build-library.sh"),
-                                 (paths.LUA_DIR / "resty" / "redirector.lua", "the Lua binding")])
+                                 (paths.LUA_DIR / "resty" / "redirector.lua", "the Lua binding")],
+                                lambda path: f'init_worker_by_lua_block {{ assert(rdr:watch_health("{path}", 0.1)) }}',
+                                ("true", "false"))

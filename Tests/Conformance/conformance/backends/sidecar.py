@@ -13,6 +13,7 @@ from testkit.origin import Origin
 from testkit.processes import wait_until
 from testkit.sidecar import Sidecar
 
+from ..health import Prepared, wait_until_taken
 from ..suite import Request, Suite
 from .base import Context, HTTPBackend, client_headers, need_file, source_of
 
@@ -20,10 +21,13 @@ PROXY_HOP = "127.0.0.1/32"        # the proxies' own address toward the sidecar
 
 
 def start_sidecar(ctx: Context, name: str, listeners: list[str], extra: list[str], trusted: list[str]) -> Sidecar:
-    """`redirector serve` with an auto listener (health) plus `listeners`, logging to the workdir."""
+    """`redirector serve` with an auto listener (health) plus `listeners`, logging to the workdir;
+    with `--health-state` when the suite's cases name health states."""
     log_dir = ctx.workdir / name
     log_dir.mkdir(parents=True, exist_ok=True)
     args = ["--log-level", "error", "--threads", "1"]
+    if ctx.health_file is not None:
+        args += ["--health-state", str(ctx.health_file)]
     for listener in listeners:
         args += ["--listen", listener]
     return Sidecar(ctx.snapshot, log_dir / "sidecar.log", trusted=trusted, extra_args=args + extra).start()
@@ -49,7 +53,7 @@ class SidecarDirect(HTTPBackend):
         super().__init_subclass__(**kwargs)
         if cls.mode:
             cls.name, cls.profile = f"sidecar-{cls.mode}", cls.mode
-            cls.traits = frozenset({"wire", "sidecar", "direct", "resolves", "explain", "ipv6-peer", cls.mode})
+            cls.traits = frozenset({"wire", "sidecar", "direct", "resolves", "explain", "ipv6-peer", "route-headers", cls.mode})
 
     def missing(self):
         return serve_missing()
@@ -67,6 +71,16 @@ class SidecarDirect(HTTPBackend):
 
     def extra_args(self) -> list[str]:
         return []
+
+    def observe(self, response):
+        """X-Redirector-Explain leaves out an empty pool and skipped list, and the step of a
+        redirect that did not fail over (primary) or of a decision without a target."""
+        obs = super().observe(response)
+        if obs.explain is not None:
+            obs.explain.setdefault("pool", "")
+            obs.explain.setdefault("skipped", "")
+            obs.explain.setdefault("step", "primary" if obs.explain.get("action") == "redirect" else "")
+        return obs
 
     def stop(self):
         sidecar = getattr(self, "sidecar", None)
@@ -176,6 +190,21 @@ class ProxiedBackend(HTTPBackend):
             raise
         self.port = self.server.port
 
+    def health_unsupported(self) -> str | None:
+        return None
+
+    def take_health(self, prepared: Prepared) -> None:
+        """Polls the sidecar's /readyz until the state it decides with is the one just written (its
+        written-at time), or none for an unusable file or no file."""
+        def check():
+            _, body = self.sidecar.readyz()
+            health = body.get("health")
+            if prepared.usable:
+                return bool(health) and health.get("written_at_ms") == prepared.written_ms, f"/readyz health {health}"
+            return health is None, f"/readyz health {health}"
+
+        wait_until_taken(check, prepared, 15.0, f"{self.name}'s sidecar")
+
     def stop(self):
         for attr in ("server", "sidecar", "origin"):
             process = getattr(self, attr, None)
@@ -190,7 +219,7 @@ class ProxiedBackend(HTTPBackend):
 
 def proxied(name: str, title: str, proxy: str, traits: set[str]) -> type[ProxiedBackend]:
     """The backend class of one proxy: they differ only in these."""
-    traits = frozenset({"wire", "proxy", "auth-proxy", "sidecar", "resolves"} | traits)
+    traits = frozenset({"wire", "proxy", "auth-proxy", "sidecar", "resolves", "route-headers"} | traits)
     return type("".join(w.capitalize() for w in name.split("-")) + "Backend", (ProxiedBackend,),
                 {"name": name, "title": title, "proxy": proxy, "traits": traits, "__doc__": title})
 
