@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
+import json
 import random
 import shutil
 import signal
@@ -27,7 +27,7 @@ import pytest
 
 from testkit import paths
 from testkit.http import free_port, wait_for_port
-from testkit.nginx import Nginx, make_prefix
+from testkit.nginx import Nginx, make_prefix, render
 from testkit.processes import Process, wait_until
 from testkit.proxies import missing, start_envoy
 from testkit.sidecar import Sidecar
@@ -167,7 +167,8 @@ trustedProxies: [127.0.0.0/8]
 
 @pytest.fixture
 def network(tmp_path):
-    """Three mirrors (a, b in eu-west-1; c in us-east-1), the origin, and the compiled snapshot."""
+    """Three mirrors (a, b in eu-west-1; c in us-east-1), the origin, the compiled snapshot, and a
+    world-readable directory."""
     # nginx workers run as nobody: the tree lives in a world-readable directory (pytest's own
     # temporary root is private).
     shared = Path(tempfile.mkdtemp(prefix="rdr-mirrors-"))
@@ -179,7 +180,7 @@ def network(tmp_path):
     (tmp_path / "cloud.csv").write_text("prefix,provider,region\n198.51.100.0/24,,eu-west-1\n203.0.113.0/24,,us-east-1\n")
     (tmp_path / "redirector.yaml").write_text(config(mirrors, origin.port))
     snapshot = compile_snapshot(tmp_path / "redirector.yaml", tmp_path / "mirrors.rdb")
-    yield tmp_path, mirrors, origin, snapshot, checksums
+    yield tmp_path, mirrors, origin, snapshot, checksums, shared
     for mirror in [*mirrors.values(), origin]:
         mirror.stop()
     shutil.rmtree(shared, ignore_errors=True)
@@ -232,7 +233,7 @@ def exercise_failover(front_port: int, mirrors: dict[str, Mirror], checksums: di
 
 
 def test_standalone_sidecar_fails_over_and_back(network):
-    work, mirrors, _, snapshot, checksums = network
+    work, mirrors, _, snapshot, checksums, _ = network
     port = free_port()
     sidecar = Sidecar(snapshot, work / "sidecar.log", ["127.0.0.0/8"], port=port,
                       extra_args=["--listen", f"standalone=127.0.0.1:{(front := free_port())}", "--probe",
@@ -250,7 +251,7 @@ def test_standalone_sidecar_fails_over_and_back(network):
 def test_sidecar_behind_envoy_fails_over_and_back(network):
     if missing("envoy"):
         pytest.skip("; ".join(missing("envoy")))
-    work, mirrors, origin, snapshot, checksums = network
+    work, mirrors, origin, snapshot, checksums, _ = network
     sidecar = Sidecar(snapshot, work / "sidecar.log", ["127.0.0.0/8"], extra_args=["--probe"]).start()
     envoy = start_envoy(work, "failover", sidecar.port, origin.port)
     try:
@@ -258,3 +259,48 @@ def test_sidecar_behind_envoy_fails_over_and_back(network):
     finally:
         envoy.stop()
         sidecar.stop()
+
+
+def start_probe(work: Path, snapshot: Path, state: Path) -> Process:
+    """`redirector probe` publishing `state` for nginx's workers; returns once the file exists."""
+    probe = Process("probe", [paths.CLI, "probe", "--snapshot", snapshot, "--state", state, "--log-format", "json"],
+                    work / "probe.log").start()
+    wait_until(state.exists, 10, "the prober's first state file")
+    return probe
+
+
+@pytest.mark.parametrize("kind", ["module", "lua"])
+def test_nginx_fails_over_and_back_with_the_standalone_prober(network, kind):
+    """examples/mirror-pool/{nginx,openresty}.conf rendered on loopback, `redirector probe` beside it."""
+    work, mirrors, origin, snapshot, checksums, shared = network
+    state = shared / "health.state"   # nginx's workers (nobody) read it
+    probe = start_probe(work, snapshot, state)
+    prefix = make_prefix(work)
+    port = free_port()
+    values = {"SNAPSHOT": snapshot, "HEALTH_STATE": state, "PORT": port, "ORIGIN_PORT": origin.port}
+    if kind == "module":
+        values["MODULE_DIR"] = paths.MODULE_DIR
+    else:
+        values.update({"LUA_DIR": paths.LUA_DIR, "LIBRARY": paths.LIBRARY})
+    template = paths.EXAMPLES / "mirror-pool" / ("nginx.conf" if kind == "module" else "openresty.conf")
+    conf = render(template, prefix / "nginx.conf", values)
+    server = Nginx(prefix, conf, port=port).start()
+    try:
+        exercise_failover(port, mirrors, checksums)
+        a = f"http://127.0.0.1:{mirrors['a'].port}"
+        changes = [(r["from"], r["to"]) for r in probe_records(probe) if r.get("msg") == "health change" and r.get("member") == a]
+        assert changes == [("up", "down"), ("down", "up")], f"mirror a's health changes in the prober's log: {changes}"
+        assert not server.problems(), server.problems()
+    finally:
+        server.stop()
+        probe.stop()
+
+
+def probe_records(probe: Process) -> list[dict]:
+    records = []
+    for line in probe.log_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass
+    return records
