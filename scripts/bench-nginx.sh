@@ -6,6 +6,8 @@
 # Variants (each its own nginx, worker_processes 1, access_log off):
 #   return     `return 302` with a fixed Location (the ceiling)
 #   module     ngx_http_redirector_module, `redirector on;`
+#   module-pool  the module with the route's target a pool of three health-checked mirrors and a
+#              loaded health state (`redirector_health_state`, one member down)
 #   geo        geo + map + `return 302`, from `redirector export nginx-geo` (provider prefixes)
 #   geo-full   the same with every prefix of the table in the geo block (same table size)
 #   lua        the LuaJIT FFI binding, access_by_lua `rdr:access()`
@@ -86,6 +88,33 @@ echo "bench-nginx: compiling $config" >&2
 "$cli" compile --config "$config" --output "$snapshot" >"$work/compile.log" 2>&1 \
   || { cat "$work/compile.log" >&2; die "compile failed"; }
 chmod 644 "$snapshot"
+
+# module-pool: the same table, every redirect to a pool of three checked mirrors, one down.
+pool_snapshot=$work/bench-pool.rdb
+health_state=$work/bench.health
+python3 - "$config" "$work/bench-pool.yaml" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+config["pools"] = {"mirrors": {"health": {"path": "/healthz"}, "members": [
+    {"url": "https://m1.mirror.example", "weight": 2}, {"url": "https://m2.mirror.example"},
+    {"url": "https://m3.mirror.example", "priority": 1}]}}
+for route in config.get("routes", []):
+    if "redirect" in route:
+        route["redirect"] = {**route["redirect"], "to": {"pool": "mirrors"}}
+yaml.safe_dump(config, open(sys.argv[2], "w"))
+PY
+"$cli" compile --config "$work/bench-pool.yaml" --output "$pool_snapshot" >"$work/compile-pool.log" 2>&1 \
+  || { cat "$work/compile-pool.log" >&2; die "compile (pools) failed"; }
+chmod 644 "$pool_snapshot"
+python3 - "$health_state" <<PY
+import sys
+sys.path.insert(0, "$root/Tests/Integration")
+import health_state as hs
+members = ["https://m1.mirror.example", "https://m2.mirror.example", "https://m3.mirror.example"]
+records = [hs.Record(hs.DOWN), hs.Record(hs.UP), hs.Record(hs.UP)]
+open(sys.argv[1], "wb").write(hs.encode(records, fingerprint_value=hs.fingerprint(members, "/healthz"), stale_after_ms=3_600_000))
+PY
+chmod 644 "$health_state"
 "$cli" export nginx-geo --snapshot "$snapshot" >"$work/geo.conf"
 "$cli" export prefixes --snapshot "$snapshot" >"$work/prefixes.csv"
 table_prefixes=$(($(wc -l <"$work/prefixes.csv") - 1))
@@ -113,13 +142,15 @@ done < <(tail -n +2 "$work/prefixes.csv" | head -n 200)
 [ -n "$client" ] || die "no redirected client found in the snapshot's first prefixes"
 location=$("$cli" decide --snapshot "$snapshot" --client "$client" --json -- "$path" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["location"])')
+pool_location=$("$cli" decide --snapshot "$pool_snapshot" --health "$health_state" --client "$client" --json -- "$path" \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["skipped"], d; print(d["location"])')
 echo "bench-nginx: client $client -> $location ($table_prefixes prefixes in the table, $geo_prefixes in the geo export)" >&2
 
 # ---------------------------------------------------------------- configs
 location_block() {
   case $1 in
     return) echo "location /v2/ { return 302 \"$location\"; }" ;;
-    module) echo "location /v2/ { redirector on; }" ;;
+    module|module-pool) echo "location /v2/ { redirector on; }" ;;
     geo|geo-full)
       echo 'location /v2/ { if ($redirector_geo_registry) { return 302 $redirector_geo_registry$request_uri; } return 404; }' ;;
     lua) echo 'location /v2/ { access_by_lua_block { return rdr:access() } }' ;;
@@ -132,6 +163,9 @@ write_conf() { # variant port prefix
     module)
       load="load_module $module_dir/ngx_http_redirector_module.so;"
       http="redirector_snapshot $snapshot;" ;;
+    module-pool)
+      load="load_module $module_dir/ngx_http_redirector_module.so;"
+      http="redirector_snapshot $pool_snapshot; redirector_health_state $health_state;" ;;
     geo) http="include $work/geo.conf;" ;;
     geo-full) http="include $work/geo-full.conf;" ;;
     lua)
@@ -165,7 +199,7 @@ to_ms() { # wrk latency text (850.00us, 1.23ms, 1.02s) -> milliseconds
 wrk_cpu=()
 if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then wrk_cpu=(taskset -c 1); fi
 
-variants=(return module geo geo-full lua)
+variants=(return module module-pool geo geo-full lua)
 declare -A port_of pid_of prefix_of startup_of
 
 # Start every variant first; they then take turns under load, round after round.
@@ -185,8 +219,10 @@ for variant in "${variants[@]}"; do
     sleep 0.05
   done
   startup_of[$variant]=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+  want=$location
+  [ "$variant" = module-pool ] && want=$pool_location
   got=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H "X-Forwarded-For: $client" "http://127.0.0.1:$port$path")
-  [ "$got" = "302 $location" ] || die "$variant: expected '302 $location', got '$got'"
+  [ "$got" = "302 $want" ] || die "$variant: expected '302 $want', got '$got'"
   port_of[$variant]=$port
   pid_of[$variant]=$pid
   prefix_of[$variant]=$prefix
