@@ -58,17 +58,7 @@ struct DecideCommand: ParsableCommand {
             print(explanation)
             return
         }
-        let quote = TextEscaping.jsonString
-        var fields = [
-            "\"action\": \(quote(explanation.action))", "\"status\": \(explanation.status)",
-            "\"location\": \(explanation.location.map(quote) ?? "null")",
-            "\"provider\": \(quote(explanation.provider))", "\"region\": \(quote(explanation.region))",
-            "\"prefix\": \(explanation.prefix.map { quote("\($0)") } ?? "null")", "\"asn\": \(explanation.asn)",
-            "\"route\": \(quote(explanation.route))", "\"target\": \(quote(explanation.target))",
-            "\"pool\": \(quote(explanation.pool))", "\"step\": \(quote(explanation.step.name))",
-            "\"skipped\": [" + explanation.skipped.map(quote).joined(separator: ", ") + "]",
-        ]
-        fields.append("\"headers\": {" + explanation.headers.map { "\(quote($0.name)): \(quote($0.value))" }.joined(separator: ", ") + "}")
+        let fields = explanation.jsonMembers.map { "\(TextEscaping.jsonString($0.key)): \($0.value)" }
         print("{" + fields.joined(separator: ", ") + "}")
     }
 }

@@ -332,18 +332,8 @@ public struct RequestTranslator: Sendable {
     public func explanationJSON(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp) -> String {
         let explanation = snapshot.explain(client: request.client, method: request.method, target: request.target,
                                            headers: request.headerList, health: health)
-        let quote = JSON.string
-        var fields = [
-            "\"action\":\(quote(explanation.action))", "\"status\":\(explanation.status)",
-            "\"location\":\(explanation.location.map(quote) ?? "null")",
-            "\"provider\":\(quote(explanation.provider))", "\"region\":\(quote(explanation.region))",
-            "\"prefix\":\(explanation.prefix.map { quote("\($0)") } ?? "null")", "\"asn\":\(explanation.asn)",
-            "\"route\":\(quote(explanation.route))", "\"target\":\(quote(explanation.target))",
-            "\"pool\":\(quote(explanation.pool))", "\"step\":\(quote(explanation.step.name))",
-            "\"skipped\":[" + explanation.skipped.map(quote).joined(separator: ",") + "]",
-        ]
-        fields.append("\"headers\":{" + explanation.headers.map { "\(quote($0.name)):\(quote($0.value))" }.joined(separator: ",") + "}")
-        fields.append("\"client\":\(request.client.map { quote("\($0)") } ?? "null")")
+        var fields = explanation.jsonMembers.map { "\(JSON.string($0.key)):\($0.value)" }
+        fields.append("\"client\":\(request.client.map { JSON.string("\($0)") } ?? "null")")
         return "{" + fields.joined(separator: ",") + "}"
     }
 }

@@ -86,6 +86,19 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
         hasher.combine(description)
     }
 
+    /// The fields as JSON members: each key with its value already encoded (strings quoted,
+    /// `null` for none), in a fixed order, for `decide --json` and the sidecar's `/explain`.
+    public var jsonMembers: [(key: String, value: String)] {
+        let quote = TextEscaping.jsonString
+        return [
+            ("action", quote(action)), ("status", "\(status)"), ("location", location.map(quote) ?? "null"),
+            ("provider", quote(provider)), ("region", quote(region)), ("prefix", prefix.map { quote("\($0)") } ?? "null"),
+            ("asn", "\(asn)"), ("route", quote(route)), ("target", quote(target)), ("pool", quote(pool)),
+            ("step", quote(step.name)), ("skipped", "[" + skipped.map(quote).joined(separator: ", ") + "]"),
+            ("headers", "{" + headers.map { "\(quote($0.name)): \(quote($0.value))" }.joined(separator: ", ") + "}"),
+        ]
+    }
+
     /// `key=value` pairs on one line.
     public var description: String {
         var fields = ["action=\(action)", "status=\(status)"]
