@@ -876,8 +876,9 @@ ngx_http_redirector_skipped(ngx_http_request_t *r,
         req.health = NULL;
     }
 
-    for (len = NGX_HTTP_REDIRECTOR_SKIPPED_LEN; /* void */ ; len *= 4) {
-
+    for (len = NGX_HTTP_REDIRECTOR_SKIPPED_LEN; /* void */ ;
+         len = ngx_min(len * 4, NGX_HTTP_REDIRECTOR_SKIPPED_MAX))
+    {
         p = ngx_pnalloc(r->pool, len);
         if (p == NULL) {
             return NGX_ERROR;
@@ -1444,10 +1445,11 @@ ngx_http_redirector_health_check(ngx_http_redirector_main_conf_t *rmcf,
                                             sizeof(reason))
             != NGX_OK)
         {
-            /* read again on the next tick; logged once per reason */
-
-            rmcf->health_uniq = 0;
-            rmcf->health_size = -1;
+            /*
+             * a file that could not be read is read again on the next tick
+             * (its identity was not remembered); a refused one only when it
+             * changes, so a stale file is refused and logged once
+             */
 
             ngx_http_redirector_health_off(rmcf, log, reason);
             return;

@@ -121,11 +121,7 @@ public func rdr_format_skipped(_ pointer: OpaquePointer?, _ request: UnsafePoint
                         health: healthView(fields.health, table: pointer),
                         location: UnsafeMutableRawBufferPointer(start: nil, count: 0), trace: &trace)
     }
-    // The form of DecisionExplanation.skipped: "url(pool):reason", "url:reason" for a pool of one URL.
-    let text = trace.skips.map { skip in
-        let pool = snapshot.poolName(skip.pool)
-        return "\(snapshot.strings.string(skip.member.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
-    }.joined(separator: " ")
+    let text = snapshot.skipped(trace).joined(separator: " ")
     let utf8 = Array(text.utf8)
     guard utf8.count < length, utf8.count <= Int(Int32.max) else {
         buffer[0] = 0

@@ -11,17 +11,6 @@ func bytes(_ start: UnsafePointer<CChar>?, _ count: Int) -> UnsafeRawBufferPoint
     return UnsafeRawBufferPointer(start: start, count: count)
 }
 
-/// Whether header name `name` (any case) equals the lower-case `lowered`.
-private func equalIgnoringCase(_ name: UnsafeRawBufferPointer, _ lowered: UnsafeRawBufferPointer) -> Bool {
-    guard name.count == lowered.count else { return false }
-    for index in 0..<name.count {
-        var byte = name[index]
-        if byte >= 0x41 && byte <= 0x5a { byte |= 0x20 }
-        if byte != lowered[index] { return false }
-    }
-    return true
-}
-
 /// Calls `body` with the request's headers (`headers[0..<header_count]`) as ``RequestHeader``s in
 /// a stack buffer of `RDR_MAX_HEADERS`: all of them when they fit, else the first that many whose
 /// name a route looks at (``Policy/headerNames``). No headers when `reading` is false (no route
@@ -44,7 +33,7 @@ func withRequestHeaders<Result>(_ request: rdr_request, reading: Bool, snapshot:
             let name = bytes(header.name, header.name_len)
             if filter {
                 let strings = snapshot.strings
-                guard snapshot.policy.headerNames.contains(where: { equalIgnoringCase(name, strings.bytes($0)) }) else { continue }
+                guard snapshot.policy.headerNames.contains(where: { RequestHeader.name(name, is: strings.bytes($0)) }) else { continue }
             }
             buffer.initializeElement(at: used, to: RequestHeader(name: name, value: bytes(header.value, header.value_len)))
             used &+= 1

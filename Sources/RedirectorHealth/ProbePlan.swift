@@ -38,9 +38,9 @@ public struct ProbeTarget: Sendable, Hashable {
         self.expectedStatuses = expectedStatuses
     }
 
-    /// Whether an answer with `status` is a success (the same rule as ``HealthCheck/accepts(status:)``).
+    /// Whether an answer with `status` is a success (``HealthCheck/accepts(status:expected:)``).
     public func accepts(status: Int) -> Bool {
-        expectedStatuses.isEmpty ? (200...399).contains(status) : expectedStatuses.contains { Int($0) == status }
+        HealthCheck.accepts(status: status, expected: expectedStatuses)
     }
 }
 

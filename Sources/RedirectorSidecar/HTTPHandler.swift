@@ -335,8 +335,8 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
             client = shared.translator.clientAddress(headers: headers, peer: peer, resolver: loaded.resolver)
         }
         var request = CheckRequest(method: parameters["method"] ?? "GET", target: parameters["target"] ?? "/", client: client)
-        for name in loaded.routeHeaderNames {  // the explain request's own headers stand for the original's
-            if let value = headers.first(name: name) { request.headers[name] = value }
+        for name in loaded.routeHeaderNames where headers.contains(name: name) {  // the explain request's own stand for the original's
+            request.headers[name] = headers[name]
         }
         if parameters["format"] == "json" {
             let text = shared.translator.explanationJSON(request, snapshot: loaded.snapshot, health: serving.view)

@@ -56,11 +56,12 @@ public struct CheckRequest: Sendable, Hashable {
     public var client: IPAddress?
     /// Host of the original request when known (logs and explanations only).
     public var host: String?
-    /// The original request's headers that routes look at, by lower-case name (first value).
-    public var headers: [String: String]
+    /// The original request's headers that routes look at: lower-case name → every value, in
+    /// order (a route's condition holds when any value matches, as in every backend).
+    public var headers: [String: [String]]
 
     /// Creates a check request.
-    public init(method: String, target: String, client: IPAddress?, host: String? = nil, headers: [String: String] = [:]) {
+    public init(method: String, target: String, client: IPAddress?, host: String? = nil, headers: [String: [String]] = [:]) {
         self.method = method
         self.target = target
         self.client = client
@@ -69,7 +70,9 @@ public struct CheckRequest: Sendable, Hashable {
     }
 
     /// ``headers`` as a decision reads them.
-    var headerList: [(name: String, value: String)] { headers.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) } }
+    var headerList: [(name: String, value: String)] {
+        headers.sorted { $0.key < $1.key }.flatMap { entry in entry.value.map { (name: entry.key, value: $0) } }
+    }
 }
 
 /// A response, before it is written.
@@ -172,8 +175,8 @@ public struct RequestTranslator: Sendable {
                              peer: IPAddress?, resolver: ClientAddressResolver, routeHeaders: [String] = []) -> CheckRequest? {
         var request = originalRequest(endpoint: endpoint, method: method, target: target, headers: headers,
                                       client: clientAddress(headers: headers, peer: peer, resolver: resolver))
-        for name in routeHeaders {
-            if let value = headers.first(name: name) { request?.headers[name] = value }
+        for name in routeHeaders where headers.contains(name: name) {
+            request?.headers[name] = headers[name]
         }
         return request
     }

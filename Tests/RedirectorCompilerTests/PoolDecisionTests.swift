@@ -145,8 +145,10 @@ import Testing
         // A region without a pool (eu-central-1, Frankfurt) folds onto its nearest region with one.
         let folded = ask("203.0.113.1")
         #expect(folded.target == "https://eu-west.example" && folded.step == .nearestRegion)
-        // Sydney's pool says `pass` when down: the chain stops there for clients who reach it.
-        #expect(ask("198.51.100.1", down: [euWest, usEast, sydney]).action == "pass")
+        // Sydney's pool says `pass` when down, but for clients of other regions it only stands in:
+        // with every region down they go on to the provider's own target.
+        let provider = ask("198.51.100.1", down: [euWest, usEast, sydney])
+        #expect(provider.target == "https://alpha.example" && provider.step == .provider)
         // Sydney is the farthest region from Ireland: reached only when the nearer ones are down.
         #expect(ask("198.51.100.1", down: [euWest, usEast]).target == "https://sydney.example")
         // The provider's own target, then the global default, for an unknown region (no location).
@@ -164,6 +166,8 @@ import Testing
                 artifacts: https://cdn.example
                 nearestRegion: failover
                 regionTable: { path: buckets.csv, class: artifacts, health: { path: /, expect: [200, 403] } }
+                regions:
+                  eu-central-1: { registry: https://eu-central-registry.example }
                 sources: [{ format: csv, path: alpha.csv }]
             routes:
               - { name: blob, path: "/b/{rest...}", redirect: { to: artifacts } }
@@ -180,13 +184,33 @@ import Testing
             let state = PoolDecisionTests.health(snapshot, down: down)
             return withExtendedLifetime(state) { snapshot.explain(client: client, method: "GET", target: "/b/x", health: state.view) }
         }
-        // eu-central-1 has no bucket: the CDN, as without failover (no folding onto a neighbour).
+        // eu-central-1 has no bucket (only a registry target): its artifacts go to the CDN, as
+        // without failover (no folding onto a neighbour, whatever the other class has).
         #expect(ask("203.0.113.1").target == "https://cdn.example")
         #expect(ask("198.51.100.1").target == "https://eu-west.example")
         let failover = ask("198.51.100.1", down: [eu])
         #expect(failover.target == "https://us-east.example" && failover.step == .nearestRegion && failover.pool == "alpha/us-east-1")
         #expect(ask("198.51.100.1", down: [eu, us]).target == "https://cdn.example")
         #expect(ask("198.51.100.1", down: [eu, us]).step == .provider)
+    }
+
+    @Test func anExplicitRegionEntryWinsOverTheTablesRowWhichMakesNoPool() throws {
+        var fixture = PoolDecisionTests.sources
+        fixture["buckets.csv"] = "region,url\neu-west-1,https://eu-west.example\nus-east-1,https://us-east.example\n"
+        let snapshot = try Fixture(fixture).compile("""
+            version: 1
+            providers:
+              - name: alpha
+                regionTable: { path: buckets.csv, class: artifacts, health: { path: / } }
+                regions:
+                  us-east-1: { artifacts: https://us-east-explicit.example }
+                sources: [{ format: csv, path: alpha.csv }]
+            routes:
+              - { name: blob, path: "/b/{rest...}", redirect: { to: artifacts } }
+            """)
+        #expect(snapshot.policy.pools.map { snapshot.strings.string($0.name) }.filter { !$0.isEmpty } == ["alpha/eu-west-1"])
+        #expect(!snapshot.policy.members.contains { snapshot.strings.string($0.url) == "https://us-east.example" })
+        #expect(snapshot.ask("198.51.100.200", "/b/x").target == "https://us-east-explicit.example")
     }
 
     @Test func providerAndDefaultStepsFollowADownRegion() throws {

@@ -411,17 +411,20 @@ function mt:_fill_request(client, method, host, path, hlist)
     return req
 end
 
--- Results compute `skipped` when it is first read (rdr_format_skipped decides again).
+-- Results compute `skipped` when it is first read (rdr_format_skipped decides again). The
+-- decision's inputs wait in a weak-keyed side table, so a result stays a plain table of strings
+-- and numbers (cjson.encode, pairs) and does not keep the binding alive.
+local pending_inputs = setmetatable({}, { __mode = "k" })
 local result_mt = {
     __index = function(res, key)
         if key ~= "skipped" then
             return nil
         end
-        local inputs = rawget(res, "_in")
+        local inputs = pending_inputs[res]
         if not inputs then
             return nil
         end
-        res._in = nil
+        pending_inputs[res] = nil
         local text = inputs[1]:_skipped(inputs)
         res.skipped = text
         return text
@@ -430,6 +433,9 @@ local result_mt = {
 
 function mt:_skipped(inputs)
     local req = self:_fill_request(inputs[2], inputs[3], inputs[4], inputs[5], inputs[6])
+    if not inputs[7] then
+        req.health = nil -- explain with the health the decision had (none)
+    end
     local lib, t = self.lib, self.table
     local rc = lib.rdr_format_skipped(t, req, self.skip_buf, self.skip_buflen)
     while rc == RDR_ENOSPC and self.skip_buflen < 1024 * 1024 do
@@ -493,8 +499,8 @@ function mt:decide(client, method, host, path, headers)
         pool = cstr(d.pool_name),
         member = nil,
         step = cstr(d.step_name),
-        _in = { self, client, method, host, path, hlist },
     }
+    pending_inputs[res] = { self, client, method, host, path, hlist, req.health ~= nil }
     local provider = tonumber(d.provider)
     if provider >= 0 then
         res.provider = self.providers[provider] or cstr(d.provider_name)
@@ -579,7 +585,9 @@ function mt:check_health()
         local lib = self.lib
         local rc = lib.rdr_health_load(self.health, data, #data, now, self.errbuf, 512)
         if rc ~= RDR_OK then
-            self.health_data = nil -- retried every interval; logged once per reason
+            -- Refused: tried again only when the content changes, so a stale file is logged once.
+            self.health_data = data
+            self.health_active = false
             return self:_health_off(ffi_string(self.errbuf))
         end
         self.health_data = data

@@ -30,15 +30,17 @@ struct PolicyCompiler {
                 }
                 for (region, url) in try readRegionTable(table.path, place: "\(place).regionTable") {
                     var targets = regions[region] ?? TargetsConfig()
+                    // An explicit `regions:` entry wins over the table's row (and gets no pool).
+                    guard (targetClass == .registry ? targets.registry : targets.artifacts) == nil else { continue }
                     var target = TargetConfig.url(url)
                     if let health = table.health {
                         let pool = try pools.checked(url, health: health, name: "\(name)/\(region)", "\(place).regionTable", &strings)
                         target = .compiled(pool)
                     }
                     if targetClass == .registry {
-                        targets.registry = targets.registry ?? target
+                        targets.registry = target
                     } else {
-                        targets.artifacts = targets.artifacts ?? target
+                        targets.artifacts = target
                     }
                     regions[region] = targets
                 }
@@ -56,8 +58,9 @@ struct PolicyCompiler {
                     clientRegions: mode == .always ? prefixRegions[Int32(index)] ?? [] : [],
                     overrides: entry?.regionLocations ?? [:], place: place, onlyRegionsWithTargets: mode == .failover
                 ).orders(&strings)
+                provider.nearestRegionOnlyOnFailure = mode == .failover
             } else if entry?.regionLocations != nil {
-                throw ConfigError(place: "\(place).regionLocations", message: "only used with 'nearestRegion: true'")
+                throw ConfigError(place: "\(place).regionLocations", message: "only used with 'nearestRegion: true' or 'failover'")
             }
             providers.append(provider)
         }

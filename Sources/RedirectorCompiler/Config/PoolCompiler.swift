@@ -17,6 +17,10 @@ struct PoolCompiler {
         for (offset, entry) in entries.enumerated() { named[entry.key] = PoolRef(index: offset) }
         for (name, entry) in entries {
             let place = "\(configName): pools.\(name)"
+            // Names reach response headers ($redirector_pool) and the `url(pool):reason` text.
+            guard OutputSyntax.isToken(name.utf8) else {
+                throw ConfigError(place: place, message: "'\(name)' is not a pool name (letters, digits and -._~!#$%&'*+^`| only)")
+            }
             guard !entry.members.isEmpty else { throw ConfigError(place: "\(place).members", message: "a pool needs at least one member") }
             var members: [PoolMember] = []
             var seen: Set<String> = []
@@ -88,6 +92,9 @@ struct PoolCompiler {
     /// A pool named `name` of the one member `text` checked by `health` (a region table's row).
     mutating func checked(_ text: String, health: HealthCheckConfig, name: String, _ place: String,
                           _ strings: inout StringTableBuilder) throws -> PoolRef {
+        guard OutputSyntax.isPoolName(name.utf8) else {
+            throw ConfigError(place: place, message: "the pool of region row '\(name)' needs a provider and region name of token characters")
+        }
         let url = try Self.url(text, place)
         let check = try Self.healthCheck(health, memberURL: url, "\(place).health", &strings)
         let seed = Array(url.utf8).withUnsafeBytes { PoolMember.seed(url: $0) }

@@ -201,11 +201,17 @@ extension Snapshot {
                 target: strings.string(decision.target), headers: responseHeaders)
             explanation.pool = poolName(decision.pool)
             explanation.step = decision.step
-            explanation.skipped = trace.skips.map { skip in
-                let pool = poolName(skip.pool)
-                return "\(strings.string(skip.member.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
-            }
+            explanation.skipped = skipped(trace)
             return explanation
+        }
+    }
+
+    /// The members `trace` passed over, as explanations show them: `url(pool):reason`, or
+    /// `url:reason` for a pool of one URL.
+    public func skipped(_ trace: RecordedDecisionTrace) -> [String] {
+        trace.skips.map { skip in
+            let pool = poolName(skip.pool)
+            return "\(strings.string(skip.member.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
         }
     }
 

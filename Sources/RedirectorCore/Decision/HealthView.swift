@@ -39,6 +39,12 @@ public struct RequestHeader {
         self.name = name
         self.value = value
     }
+
+    /// Whether header name `name` (any case) is the lower-case `lowered`: how routes compare names.
+    @inline(__always)
+    public static func name(_ name: UnsafeRawBufferPointer, is lowered: UnsafeRawBufferPointer) -> Bool {
+        Bytes.equalIgnoringCase(name, lowered: lowered)
+    }
 }
 
 /// Why a decision did not choose a pool member.

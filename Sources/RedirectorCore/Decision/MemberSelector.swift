@@ -33,7 +33,8 @@ struct MemberChoice {
 /// Walks a target's fallback chain and chooses the first healthy member:
 /// the client's region's pool → the nearest regions' pools (when the provider has region
 /// locations) → the provider's pool → the policy's default pool → pass. A pool with no member up
-/// goes to its own fallback pool first, or stops the chain when it says `pass`.
+/// goes to its own fallback pool first, or stops the chain when it says `pass` — except a
+/// nearest region's pool, whose own fallback is ignored (the next nearest region comes next).
 struct MemberSelector {
     /// What a pool of the chain gave.
     private enum Outcome {
@@ -69,9 +70,12 @@ struct MemberSelector {
             let outcome = policy.providers.withUnsafeBufferPointer { providers -> Outcome in
                 guard index >= 0, Int(index) < providers.count, providers[Int(index)].isActive else { return .next }
                 if index == client.provider {
-                    let regional = walk(providers[Int(index)].regionTarget(targetClass, region: client.region), .primary, &trace)
+                    let regionalPool = providers[Int(index)].regionTarget(targetClass, region: client.region)
+                    let regional = walk(regionalPool, .primary, &trace)
                     guard case .next = regional else { return regional }
-                    for region in providers[Int(index)].nearestRegions(to: client.region) {
+                    let nearest = providers[Int(index)].nearestRegionOnlyOnFailure && regionalPool.isEmpty
+                        ? [] : providers[Int(index)].nearestRegions(to: client.region)
+                    for region in nearest {
                         let nearest = walk(providers[Int(index)].regionTargets[Int(region)].targets[targetClass], .nearestRegion, &trace)
                         guard case .next = nearest else { return nearest }
                     }
@@ -110,6 +114,9 @@ struct MemberSelector {
                 return .chosen(MemberChoice(pool: current, member: chosen, step: labelled))
             }
             failedOver = true
+            // Another region's pool stands in for the client's own: its fallback is that
+            // region's business, so the chain goes on to the next nearest region.
+            guard step != .nearestRegion else { return .next }
             switch pools[index].fallback {
             case .chain: return .next
             case .pass: return .stop

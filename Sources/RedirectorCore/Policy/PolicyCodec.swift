@@ -87,6 +87,7 @@ extension Policy {
                 writer.write(UInt32(order.nearest.count))
                 for index in order.nearest { writer.write(index) }
             }
+            writer.write(UInt8(provider.nearestRegionOnlyOnFailure ? 1 : 0))
         }
         writer.write(UInt32(routes.count))
         for route in routes {
@@ -229,6 +230,7 @@ extension Policy {
         for index in 0..<(try reader.readCount(minimumElementSize: 13)) {
             let place = "pool \(index)"
             let name = try string("\(place) name")
+            guard name.isEmpty || OutputSyntax.isPoolName(strings.bytes(name)) else { throw fail("\(place) has an invalid name") }
             let fallback: PoolFallback
             switch try reader.read(WireTag.PoolFallback.self, else: { fail("\(place) has fallback kind \($0)") }) {
             case .chain: fallback = .chain
@@ -273,7 +275,7 @@ extension Policy {
         guard fallbacks.allSatisfy({ !$0.isEmpty && $0.raw <= pools.count }) else { throw fail("a pool's fallback names no pool") }
 
         var providers: [Provider] = []
-        for index in 0..<(try reader.readCount(minimumElementSize: 29)) {
+        for index in 0..<(try reader.readCount(minimumElementSize: 30)) {
             let name = try string("provider \(index) name")
             let isActive: UInt8 = try reader.read()
             let priority: Int32 = try reader.read()
@@ -289,8 +291,9 @@ extension Policy {
                 guard nearest.allSatisfy({ Int($0) < regions.count }) else { throw fail("provider \(index) orders a region it does not have") }
                 orders.append(RegionOrder(region: region, nearest: nearest))
             }
+            let onlyOnFailure: UInt8 = try reader.read()
             providers.append(Provider(name: name, isActive: isActive != 0, priority: priority, targets: targets, regionTargets: regions,
-                                      regionOrders: orders))
+                                      regionOrders: orders, nearestRegionOnlyOnFailure: onlyOnFailure != 0))
         }
         func providerIndex(_ value: Int32, _ place: String) throws -> Int32 {
             guard value >= 0 && Int(value) < providers.count else { throw fail("\(place) names provider \(value)") }

@@ -109,7 +109,12 @@ public struct HealthCheck: Hashable, Sendable {
 
     /// Whether `status` is a success.
     public func accepts(status: Int) -> Bool {
-        expectedStatuses.isEmpty ? (200...399).contains(status) : expectedStatuses.contains { Int($0) == status }
+        HealthCheck.accepts(status: status, expected: expectedStatuses)
+    }
+
+    /// Whether `status` is a success for a check expecting `expected` (empty: 200–399).
+    public static func accepts(status: Int, expected: [UInt16]) -> Bool {
+        expected.isEmpty ? (200...399).contains(status) : expected.contains { Int($0) == status }
     }
 }
 

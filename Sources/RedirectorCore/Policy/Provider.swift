@@ -44,16 +44,20 @@ public struct Provider: Hashable, Sendable {
     /// For each region with a known location: the other regions with targets, nearest first.
     /// Empty unless the provider's fallback chain has the `nearest-region` step.
     public var regionOrders: [RegionOrder]
+    /// `nearestRegion: failover`: the nearest-region step applies only to a client whose region
+    /// has a pool for the class and none of its members is up (not to regions without a pool).
+    public var nearestRegionOnlyOnFailure: Bool
 
     /// Creates a provider.
     public init(name: StringRef, isActive: Bool = true, priority: Int32 = 0, targets: TargetHosts = TargetHosts(),
-                regionTargets: [RegionTarget] = [], regionOrders: [RegionOrder] = []) {
+                regionTargets: [RegionTarget] = [], regionOrders: [RegionOrder] = [], nearestRegionOnlyOnFailure: Bool = false) {
         self.name = name
         self.isActive = isActive
         self.priority = priority
         self.targets = targets
         self.regionTargets = regionTargets
         self.regionOrders = regionOrders
+        self.nearestRegionOnlyOnFailure = nearestRegionOnlyOnFailure
     }
 
     /// The region-specific pool for a client in `region` (none when the region has none for the class).

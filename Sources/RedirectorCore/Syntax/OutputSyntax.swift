@@ -12,6 +12,12 @@ public enum OutputSyntax {
         !bytes.isEmpty && bytes.allSatisfy(ByteClass.isTokenByte)
     }
 
+    /// A pool name: token bytes and `/` (region-table pools are `provider/region`), so a name
+    /// can stand in a response header and in the `url(pool):reason` text unambiguously.
+    public static func isPoolName(_ bytes: some Collection<UInt8>) -> Bool {
+        !bytes.isEmpty && bytes.allSatisfy { ByteClass.isTokenByte($0) || $0 == UInt8(ascii: "/") }
+    }
+
     /// A configured header value: ``ByteClass/isFieldValueByte(_:)`` only (no CR, LF or other controls).
     public static func isFieldValue(_ bytes: some Sequence<UInt8>) -> Bool {
         bytes.allSatisfy(ByteClass.isFieldValueByte)
