@@ -57,10 +57,10 @@ import Testing
     }
 
     @Test func aProbeThatTakesLongerThanItsTimeoutTimesOut() async throws {
-        // A timeout shorter than any real exchange.
-        let server = try await LoopbackHTTPServer(status: 200)
+        // A member that answers 2 s late, probed with a 100 ms timeout.
+        let server = try await LoopbackHTTPServer(status: 200, delay: .seconds(2))
         let client = HTTPProbeClient()
-        let target = ProbeTarget(slot: 0, pool: "p", member: "m", url: server.url("/"), interval: .seconds(1), timeout: .nanoseconds(1))
+        let target = ProbeTarget(slot: 0, pool: "p", member: "m", url: server.url("/"), interval: .seconds(1), timeout: .milliseconds(100))
         let response = await client.probe(target)
         if case .failed(let failure, _) = response {
             #expect(failure == .timeout)
@@ -68,7 +68,7 @@ import Testing
             Issue.record("expected a timeout, got \(response)")
         }
         #expect(await client.probe(ProbeTarget(slot: 0, pool: "p", member: "m", url: server.url("/"), method: "HEAD",
-                                               interval: .seconds(1), timeout: .seconds(5))) == .status(200))
+                                               interval: .seconds(1), timeout: .seconds(10))) == .status(200))
         #expect(await client.probe(ProbeTarget(slot: 0, pool: "p", member: "m", url: "not a url", interval: .seconds(1),
                                                timeout: .seconds(1))) != .status(200))
         await client.shutdown()

@@ -4,7 +4,8 @@ import NIOPosix
 import Synchronization
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 (a free port) that answers every request with an empty body
-/// and the status it is told, counting the requests: the member a real probe checks.
+/// and the status it is told, after the delay it is told, counting the requests: the member a real
+/// probe checks.
 final class LoopbackHTTPServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
@@ -14,17 +15,21 @@ final class LoopbackHTTPServer: Sendable {
     private final class Shared: Sendable {
         let status: Atomic<Int>
         let requests = Atomic(0)
+        let delay: TimeAmount
 
-        init(status: Int) { self.status = Atomic(status) }
+        init(status: Int, delay: TimeAmount) {
+            self.status = Atomic(status)
+            self.delay = delay
+        }
     }
 
     /// The port it listens on.
     let port: Int
 
-    /// Starts a server answering `status`.
-    init(status: Int = 200) async throws {
+    /// Starts a server answering `status`, each answer `delay` after its request.
+    init(status: Int = 200, delay: TimeAmount = .zero) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let shared = Shared(status: status)
+        let shared = Shared(status: status, delay: delay)
         self.group = group
         self.shared = shared
         do {
@@ -77,8 +82,12 @@ final class LoopbackHTTPServer: Sendable {
             headers.add(name: "content-length", value: "0")
             let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: shared.status.load(ordering: .relaxed)),
                                         headers: headers)
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            let bound = NIOLoopBound((context, self), eventLoop: context.eventLoop)
+            context.eventLoop.assumeIsolated().scheduleTask(in: shared.delay) {
+                let (context, handler) = bound.value
+                context.write(handler.wrapOutboundOut(.head(head)), promise: nil)
+                context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+            }
         }
     }
 }
