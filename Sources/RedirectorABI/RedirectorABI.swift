@@ -161,7 +161,7 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
                         target: bytes(fields.path, fields.path_len), headers: headers, health: health, location: location)
     }
     let strings = snapshot.strings
-    let policy = snapshot.policy
+    let names = snapshot.names(of: decision)
     var answer = rdr_decision()
     answer.action = Int32(decision.action.rawValue)
     answer.status = decision.status
@@ -174,21 +174,12 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
         answer.family = Int32(client.family.rawValue)
         withUnsafeMutableBytes(of: &answer.client) { client.storeNetworkBytes(into: $0) }
     }
-    let providerName = decision.attributes.provider >= 0
-        ? policy.providers[Int(decision.attributes.provider)].name : StringRef.empty
-    let routeName = decision.route >= 0 ? policy.routes[Int(decision.route)].name : StringRef.empty
-    answer.provider_name = strings.cString(providerName)
+    answer.provider_name = strings.cString(names.provider)
     answer.region = strings.cString(decision.attributes.region)
-    answer.route_name = strings.cString(routeName)
+    answer.route_name = strings.cString(names.route)
     answer.target_host = strings.cString(decision.target)
-    var poolName = StringRef.empty
-    if let index = decision.pool.index, index < policy.pools.count {
-        answer.pool = Int32(truncatingIfNeeded: index)
-        poolName = policy.pools[index].name
-    } else {
-        answer.pool = -1
-    }
-    answer.pool_name = strings.cString(poolName)
+    answer.pool = decision.pool.index.map { Int32(truncatingIfNeeded: $0) } ?? -1
+    answer.pool_name = strings.cString(names.pool)
     answer.member = decision.member
     answer.step = decision.step.rawValue
     let steps = handle.pointee.stepNames
@@ -224,18 +215,17 @@ public func rdr_format_prefix(_ pointer: OpaquePointer?, _ decision: UnsafePoint
 
 @_cdecl("rdr_route_header_count")
 public func rdr_route_header_count(_ pointer: OpaquePointer?, _ route: Int32) -> Int32 {
-    guard let snapshot = table(pointer), route >= 0, Int(route) < snapshot.policy.routes.count,
-          case .respond(_, let headers) = snapshot.policy.routes[Int(route)].action else { return 0 }
-    return Int32(headers.count)
+    guard let snapshot = table(pointer) else { return 0 }
+    return Int32(truncatingIfNeeded: snapshot.responseHeaders(route: Int(route)).count)
 }
 
 @_cdecl("rdr_route_header")
 public func rdr_route_header(_ pointer: OpaquePointer?, _ route: Int32, _ index: Int32,
                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
                              _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
-    guard let snapshot = table(pointer), route >= 0, Int(route) < snapshot.policy.routes.count,
-          case .respond(_, let headers) = snapshot.policy.routes[Int(route)].action,
-          index >= 0, Int(index) < headers.count else { return RDR_ERANGE }
+    guard let snapshot = table(pointer) else { return RDR_ERANGE }
+    let headers = snapshot.responseHeaders(route: Int(route))
+    guard index >= 0, Int(index) < headers.count else { return RDR_ERANGE }
     name?.pointee = snapshot.strings.cString(headers[Int(index)].name)
     value?.pointee = snapshot.strings.cString(headers[Int(index)].value)
     return RDR_OK

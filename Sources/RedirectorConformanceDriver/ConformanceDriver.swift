@@ -197,10 +197,7 @@ struct ConformanceDriver: ParsableCommand {
                              location: scratch, trace: &trace)
             }
         }
-        return trace.skips.map { skip in
-            let pool = table.poolName(skip.pool)
-            return "\(table.strings.string(skip.member.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
-        }
+        return table.skipped(trace)
     }
 
     /// `health file=<hex path>`: loads the state file into `state` for `table`; "" (just `health`)

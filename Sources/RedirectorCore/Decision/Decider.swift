@@ -33,9 +33,9 @@ extension Snapshot {
             attributeIndex = index
             attributes = self.attributes(at: index)
         }
-        let providers = policy.providers
+        let tables = self.tables.pointee
         let providerIndex = attributes.provider
-        let isActive = providerIndex >= 0 && providers[Int(providerIndex)].isActive
+        let isActive = providerIndex >= 0 && Int(providerIndex) < tables.providers.count && tables.providers[Int(providerIndex)].isActive
 
         var pathEnd = 0
         while pathEnd < target.count && target[pathEnd] != UInt8(ascii: "?") { pathEnd &+= 1 }
@@ -44,47 +44,61 @@ extension Snapshot {
 
         return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: PathPattern.maximumCaptures) { captures in
             captures.initialize(repeating: 0..<0)
-            // Routes are read in place through their buffer: binding each to a local would copy
-            // the struct (and retain and release every array in it) per route per request.
-            return policy.routes.withUnsafeBufferPointer { routes -> Decision in
-                for index in routes.indices {
-                    guard routes[index].methods.matches(method, strings: strings),
-                          routes[index].clients.matches(provider: providerIndex, isActive: isActive),
-                          routes[index].headers.isEmpty || matches(routes[index].headers, headers),
-                          routes[index].path.match(path, strings: strings, captures: captures)
-                    else { continue }
-                    var decision = Decision.pass(attributeIndex, attributes)
-                    decision.route = Int32(index)
-                    switch routes[index].action {
-                    case .pass:
-                        return decision
-                    case .respond(let status, _):
-                        decision.action = .respond
-                        decision.status = status
-                        return decision
-                    case .redirect(let status, let redirectTarget, let template, let keepQuery, let hashKey):
-                        guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
-                        let key = ObjectKey(bytes: hashKey == .path ? path : captured(hashKey, path, captures))
-                        var selector = MemberSelector(pools: policy.pools, health: health, key: key)
-                        let choice = selector.resolve(redirectTarget, policy: policy, client: attributes, isActive: isActive,
-                                                      trace: &trace)
-                        decision.step = choice.step
-                        guard let member = choice.member else { return decision }
-                        decision.action = .redirect
-                        decision.status = status
-                        decision.target = member.url
-                        decision.pool = choice.pool
-                        decision.member = Int32(bitPattern: member.slot)
-                        decision.locationLength = writeLocation(
-                            base: member.url, template: template, path: path, captures: captures,
-                            query: keepQuery ? query : UnsafeRawBufferPointer(rebasing: query[..<query.startIndex]),
-                            into: location)
-                        return decision
-                    }
+            for index in 0..<tables.routes.count {
+                let route = tables.routes[index]
+                guard matches(tables.methods[route.methods], negated: route.methodsNegated, method),
+                      route.clients.matches(provider: providerIndex, isActive: isActive, lists: tables.clientProviders),
+                      route.headers.count == 0 || matches(tables.headerConditions[route.headers], headers),
+                      PathPattern.match(tables.pathParts[route.path], path, strings: strings, captures: captures)
+                else { continue }
+                var decision = Decision.pass(attributeIndex, attributes)
+                decision.route = Int32(index)
+                let action = route.action
+                switch action.kind {
+                case .pass:
+                    return decision
+                case .respond:
+                    decision.action = .respond
+                    decision.status = action.status
+                    return decision
+                case .redirect:
+                    guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
+                    let key = ObjectKey(bytes: action.hashKey == .path ? path : captured(action.hashKey, path, captures))
+                    var selector = MemberSelector(tables: self.tables, health: health, key: key)
+                    let choice = selector.resolve(action.target, client: attributes, trace: &trace)
+                    decision.step = choice.step
+                    guard let member = choice.member else { return decision }
+                    decision.action = .redirect
+                    decision.status = action.status
+                    decision.target = member.url
+                    decision.pool = choice.pool
+                    decision.member = Int32(bitPattern: member.slot)
+                    decision.locationLength = writeLocation(
+                        base: member.url, template: tables.templateParts[action.template], path: path, captures: captures,
+                        query: action.keepQuery ? query : UnsafeRawBufferPointer(rebasing: query[..<query.startIndex]),
+                        into: location)
+                    return decision
                 }
-                return Decision.pass(attributeIndex, attributes)
             }
+            return Decision.pass(attributeIndex, attributes)
         }
+    }
+
+    /// The names of what decided `decision`: its provider, route and pool (empty for none).
+    package func names(of decision: Decision) -> (provider: StringRef, route: StringRef, pool: StringRef) {
+        let tables = self.tables.pointee
+        let provider = decision.attributes.provider, route = Int(decision.route)
+        return (provider: provider >= 0 && Int(provider) < tables.providers.count ? tables.providers[Int(provider)].name : .empty,
+                route: route >= 0 && route < tables.routes.count ? tables.routes[route].name : .empty,
+                pool: decision.pool.index.map { $0 < tables.pools.count ? tables.pools[$0].name : .empty } ?? .empty)
+    }
+
+    /// The response headers of route `route` (none unless it is a respond route, or out of range),
+    /// in memory the snapshot owns: valid while the snapshot lives.
+    package func responseHeaders(route: Int) -> UnsafeBufferPointer<Header> {
+        let tables = self.tables.pointee
+        guard route >= 0, route < tables.routes.count else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return tables.responseHeaders[tables.routes[route].action.headers]
     }
 
     /// The bytes of capture `key` (the path for ``HashKey/path``).
@@ -94,8 +108,19 @@ extension Snapshot {
         return UnsafeRawBufferPointer(rebasing: path[captures[index]])
     }
 
+    /// Whether `method` passes a method filter listing `methods` (every other method when `negated`).
+    @inline(__always)
+    func matches(_ methods: UnsafeBufferPointer<StringRef>, negated: Bool, _ method: UnsafeRawBufferPointer) -> Bool {
+        var listed = false
+        for candidate in methods where Bytes.equal(strings.bytes(candidate), method) {
+            listed = true
+            break
+        }
+        return listed != negated
+    }
+
     /// Whether the request's headers satisfy every condition.
-    func matches(_ conditions: [HeaderCondition], _ headers: UnsafeBufferPointer<RequestHeader>) -> Bool {
+    func matches(_ conditions: UnsafeBufferPointer<HeaderCondition>, _ headers: UnsafeBufferPointer<RequestHeader>) -> Bool {
         conditions.allSatisfy { condition in
             let name = strings.bytes(condition.name)
             return headers.contains { header in
@@ -112,7 +137,7 @@ extension Snapshot {
     /// Writes `base + path-or-template + query`; returns the full length (written only if it fits).
     /// The base is the configured target byte for byte; when it ends with `/` and what follows
     /// starts with `/`, the two slashes are written once (`https://m.example/` + `/v2/x`).
-    func writeLocation(base: StringRef, template: [TemplatePart], path: UnsafeRawBufferPointer,
+    func writeLocation(base: StringRef, template: UnsafeBufferPointer<TemplatePart>, path: UnsafeRawBufferPointer,
                        captures: UnsafeMutableBufferPointer<Range<Int>>, query: UnsafeRawBufferPointer,
                        into buffer: UnsafeMutableRawBufferPointer) -> Int {
         func piece(_ part: TemplatePart) -> UnsafeRawBufferPointer {
@@ -189,17 +214,16 @@ extension Snapshot {
             let location = decision.action == .redirect
                 ? String(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<decision.locationLength]), as: UTF8.self)
                 : nil
-            var responseHeaders: [(name: String, value: String)] = []
-            if decision.action == .respond, case .respond(_, let list) = policy.routes[Int(decision.route)].action {
-                responseHeaders = list.map { (strings.string($0.name), strings.string($0.value)) }
-            }
+            let responseHeaders = decision.action == .respond
+                ? self.responseHeaders(route: Int(decision.route)).map { (name: strings.string($0.name), value: strings.string($0.value)) }
+                : []
+            let names = self.names(of: decision)
             var explanation = DecisionExplanation(
                 action: decision.action.name, status: Int(decision.status), location: location,
-                provider: providerName(decision.attributes.provider), region: strings.string(decision.attributes.region),
+                provider: strings.string(names.provider), region: strings.string(decision.attributes.region),
                 prefix: matchedPrefix(of: decision, client: client), asn: decision.attributes.asn,
-                route: decision.route >= 0 ? strings.string(policy.routes[Int(decision.route)].name) : "",
-                target: strings.string(decision.target), headers: responseHeaders)
-            explanation.pool = poolName(decision.pool)
+                route: strings.string(names.route), target: strings.string(decision.target), headers: responseHeaders)
+            explanation.pool = strings.string(names.pool)
             explanation.step = decision.step
             explanation.skipped = skipped(trace)
             return explanation
@@ -211,7 +235,7 @@ extension Snapshot {
     public func skipped(_ trace: RecordedDecisionTrace) -> [String] {
         trace.skips.map { skip in
             let pool = poolName(skip.pool)
-            return "\(strings.string(skip.member.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
+            return "\(strings.string(skip.url))\(pool.isEmpty ? "" : "(\(pool))"):\(skip.reason.rawValue)"
         }
     }
 

@@ -62,8 +62,8 @@ public enum SkipReason: String, Sendable {
 public protocol DecisionTrace {
     /// `pool` was considered as step `step` of the fallback chain.
     mutating func considered(pool: PoolRef, step: FallbackStep)
-    /// `member` of the pool last considered was not chosen, for `reason`.
-    mutating func skipped(member: PoolMember, reason: SkipReason)
+    /// The member with base URL `url` of the pool last considered was not chosen, for `reason`.
+    mutating func skipped(url: StringRef, reason: SkipReason)
 }
 
 /// The trace of the decision path: records nothing.
@@ -73,7 +73,7 @@ public struct NoDecisionTrace: DecisionTrace {
     /// Records nothing.
     @inline(__always) public mutating func considered(pool: PoolRef, step: FallbackStep) {}
     /// Records nothing.
-    @inline(__always) public mutating func skipped(member: PoolMember, reason: SkipReason) {}
+    @inline(__always) public mutating func skipped(url: StringRef, reason: SkipReason) {}
 }
 
 /// A trace that keeps everything, for ``DecisionExplanation``.
@@ -81,7 +81,7 @@ public struct RecordedDecisionTrace: DecisionTrace {
     /// Pools in the order they were considered, with their step.
     public private(set) var pools: [(pool: PoolRef, step: FallbackStep)] = []
     /// Skipped members with the pool they belong to.
-    public private(set) var skips: [(pool: PoolRef, member: PoolMember, reason: SkipReason)] = []
+    public private(set) var skips: [(pool: PoolRef, url: StringRef, reason: SkipReason)] = []
 
     /// An empty trace.
     public init() {}
@@ -90,7 +90,7 @@ public struct RecordedDecisionTrace: DecisionTrace {
     public mutating func considered(pool: PoolRef, step: FallbackStep) { pools.append((pool, step)) }
 
     /// Records a skipped member of the last pool.
-    public mutating func skipped(member: PoolMember, reason: SkipReason) {
-        skips.append((pools.last?.pool ?? .none, member, reason))
+    public mutating func skipped(url: StringRef, reason: SkipReason) {
+        skips.append((pools.last?.pool ?? .none, url, reason))
     }
 }

@@ -10,7 +10,7 @@
 /// paths cannot make it slow.
 public struct PathPattern: Hashable, Sendable {
     /// One piece of a pattern.
-    public enum Part: Hashable, Sendable {
+    public enum Part: Hashable, Sendable, BitwiseCopyable {
         /// Bytes that must appear as they are.
         case literal(StringRef)
         /// A capture of one or more non-`/` bytes.
@@ -102,13 +102,49 @@ public struct PathPattern: Hashable, Sendable {
     /// - Returns: whether the whole path matched.
     public func match(_ path: UnsafeRawBufferPointer, strings: StringTable,
                       captures: UnsafeMutableBufferPointer<Range<Int>>) -> Bool {
-        var budget = PathPattern.stepBudget(length: path.count)
-        return match(part: 0, at: 0, capture: 0, path, strings, captures, &budget)
+        parts.withUnsafeBufferPointer { PathPattern.match($0, path, strings: strings, captures: captures) }
     }
 
-    private func match(part index: Int, at position: Int, capture: Int, _ path: UnsafeRawBufferPointer,
-                       _ strings: StringTable, _ captures: UnsafeMutableBufferPointer<Range<Int>>,
-                       _ budget: inout Int) -> Bool {
+    /// Matches `path` against the pattern made of `parts` (how decisions read a pattern, from
+    /// flat tables).
+    @inline(__always)
+    static func match(_ parts: UnsafeBufferPointer<Part>, _ path: UnsafeRawBufferPointer, strings: StringTable,
+                      captures: UnsafeMutableBufferPointer<Range<Int>>) -> Bool {
+        // Literals with at most one capture, the last part (`/v2/{rest...}`, `/pub/{name}`):
+        // only one way to match, found in one pass without backtracking.
+        var position = 0
+        var index = 0
+        while index < parts.count, case .literal(let reference) = parts[index] {
+            let literal = strings.bytes(reference)
+            guard Bytes.hasPrefix(UnsafeRawBufferPointer(rebasing: path[position...]), literal) else { return false }
+            position &+= literal.count
+            index &+= 1
+        }
+        if index == parts.count { return position == path.count }
+        if index == parts.count &- 1 {
+            let part = parts[index]
+            if part != .rest {
+                guard position < path.count else { return false }
+                for offset in position..<path.count where path[offset] == UInt8(ascii: "/") { return false }
+                if part == .digest && !PathPattern.isDigest(path, position, path.count) { return false }
+            }
+            if captures.count > 0 { captures[0] = position..<path.count }
+            return true
+        }
+        return matchBacktracking(parts, path, strings: strings, captures: captures)
+    }
+
+    /// The general matcher, without the one-pass shortcut (the oracle the shortcut is tested
+    /// against): longest capture first, backtracking within the step budget.
+    static func matchBacktracking(_ parts: UnsafeBufferPointer<Part>, _ path: UnsafeRawBufferPointer, strings: StringTable,
+                                  captures: UnsafeMutableBufferPointer<Range<Int>>) -> Bool {
+        var budget = PathPattern.stepBudget(length: path.count)
+        return match(parts, part: 0, at: 0, capture: 0, path, strings, captures, &budget)
+    }
+
+    private static func match(_ parts: UnsafeBufferPointer<Part>, part index: Int, at position: Int, capture: Int,
+                              _ path: UnsafeRawBufferPointer, _ strings: StringTable,
+                              _ captures: UnsafeMutableBufferPointer<Range<Int>>, _ budget: inout Int) -> Bool {
         budget &-= 1
         guard budget > 0 else { return false }
         guard index < parts.count else { return position == path.count }
@@ -117,7 +153,7 @@ public struct PathPattern: Hashable, Sendable {
             let literal = strings.bytes(reference)
             guard literal.count <= path.count &- position else { return false }
             for offset in 0..<literal.count where literal[offset] != path[position &+ offset] { return false }
-            return match(part: index &+ 1, at: position &+ literal.count, capture: capture, path, strings, captures, &budget)
+            return match(parts, part: index &+ 1, at: position &+ literal.count, capture: capture, path, strings, captures, &budget)
         case .segment, .digest, .rest:
             // Longest first. {rest...} may be empty and cross '/', so [position, count] are its
             // candidate ends; a segment or digest is not empty and cannot cross '/', so its are
@@ -133,7 +169,7 @@ public struct PathPattern: Hashable, Sendable {
             while stop >= shortest {
                 if parts[index] != .digest || PathPattern.isDigest(path, position, stop) {
                     if capture < captures.count { captures[capture] = position..<stop }
-                    if match(part: index &+ 1, at: stop, capture: capture &+ 1, path, strings, captures, &budget) {
+                    if match(parts, part: index &+ 1, at: stop, capture: capture &+ 1, path, strings, captures, &budget) {
                         return true
                     }
                 }

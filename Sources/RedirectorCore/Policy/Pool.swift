@@ -1,5 +1,5 @@
 /// A reference to a pool of the policy, or to none.
-public struct PoolRef: Hashable, Sendable {
+public struct PoolRef: Hashable, Sendable, BitwiseCopyable {
     /// Pool index + 1; 0 means "no pool" (no target).
     public var raw: UInt32
 
@@ -42,7 +42,7 @@ public struct Pool: Hashable, Sendable {
 }
 
 /// What follows a pool none of whose members is healthy.
-public enum PoolFallback: Hashable, Sendable {
+public enum PoolFallback: Hashable, Sendable, BitwiseCopyable {
     /// The next step of the chain the pool stands in (another region, the provider, the default, pass).
     case chain
     /// This pool (then its own fallback).
@@ -170,16 +170,18 @@ extension PoolMember {
         XXHash64.hash(url, seed: 0x5244_524d_454d_4252)  // "RDRMEMBR"
     }
 
-    /// The member's rendezvous score for an object whose key hashed to `key`: weight / -ln(u),
-    /// u uniform in (0, 1) from the key and the seed. The highest score wins; a member's share of
-    /// objects is its share of the weights, and removing a member moves only the objects it had.
+    /// A member's rendezvous cost for an object whose key hashed to `key`: -ln(u) / weight, u
+    /// uniform in (0, 1) from the key and the member's seed (the weight given as its inverse, so
+    /// the decision path multiplies). The lowest cost wins — the highest weight / -ln(u) score of
+    /// weighted rendezvous hashing — so a member's share of objects is its share of the weights,
+    /// and removing a member moves only the objects it had.
     @inline(__always)
-    func score(key: UInt64) -> Double {
+    static func rendezvousCost(key: UInt64, seed: UInt64, inverseWeight: Double) -> Double {
         var mixed = key ^ seed  // splitmix64 finalizer: the seed decorrelates members
         mixed = (mixed ^ (mixed &>> 30)) &* 0xbf58_476d_1ce4_e5b9
         mixed = (mixed ^ (mixed &>> 27)) &* 0x94d0_49bb_1331_11eb
         mixed ^= mixed &>> 31
-        return Double(weight) / -PoolMember.naturalLog(ofFraction: mixed)
+        return -PoolMember.naturalLog(ofFraction: mixed) * inverseWeight
     }
 
     /// ln(u) for u = (bits >> 11 + 0.5) / 2^53, uniform in (0, 1), in plain arithmetic (so every

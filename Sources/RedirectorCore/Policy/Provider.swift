@@ -1,5 +1,5 @@
 /// Which of a provider's hosts a redirect goes to.
-public enum TargetClass: UInt8, Sendable, CaseIterable {
+public enum TargetClass: UInt8, Sendable, CaseIterable, BitwiseCopyable {
     /// The OCI registry host (`/v2/…` requests).
     case registry = 0
     /// The artifact (release binaries, blobs) host.
@@ -10,7 +10,7 @@ public enum TargetClass: UInt8, Sendable, CaseIterable {
 }
 
 /// Redirect targets (pools) for one class each; ``PoolRef/none`` means "none".
-public struct TargetHosts: Hashable, Sendable {
+public struct TargetHosts: Hashable, Sendable, BitwiseCopyable {
     /// Pool of registry requests, e.g. one member `https://registry.example`.
     public var registry: PoolRef
     /// Pool of artifact requests.
@@ -59,28 +59,10 @@ public struct Provider: Hashable, Sendable {
         self.regionOrders = regionOrders
         self.nearestRegionOnlyOnFailure = nearestRegionOnlyOnFailure
     }
-
-    /// The region-specific pool for a client in `region` (none when the region has none for the class).
-    @inline(__always)
-    public func regionTarget(_ targetClass: TargetClass, region: StringRef) -> PoolRef {
-        guard !region.isEmpty else { return .none }
-        for entry in regionTargets where entry.region == region {
-            return entry.targets[targetClass]
-        }
-        return .none
-    }
-
-    /// The regions nearest to `region` (indices into ``regionTargets``), empty when unknown.
-    @inline(__always)
-    public func nearestRegions(to region: StringRef) -> [UInt16] {
-        guard !region.isEmpty else { return [] }
-        for order in regionOrders where order.region == region { return order.nearest }
-        return []
-    }
 }
 
 /// Targets for the clients of one region of a provider.
-public struct RegionTarget: Hashable, Sendable {
+public struct RegionTarget: Hashable, Sendable, BitwiseCopyable {
     /// The region, as the provider's ranges name it (`us-east-1`).
     public var region: StringRef
     /// Its targets.

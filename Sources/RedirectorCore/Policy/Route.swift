@@ -10,17 +10,6 @@ public struct MethodFilter: Hashable, Sendable {
         self.methods = methods
         self.isNegated = isNegated
     }
-
-    /// Whether `method` passes the filter.
-    @inline(__always)
-    func matches(_ method: UnsafeRawBufferPointer, strings: StringTable) -> Bool {
-        var listed = false
-        for candidate in methods where Bytes.equal(strings.bytes(candidate), method) {
-            listed = true
-            break
-        }
-        return listed != isNegated
-    }
 }
 
 /// Which clients a route applies to, by their matched provider.
@@ -38,22 +27,10 @@ public enum ClientFilter: Hashable, Sendable {
     case providers([Int32])
     /// Clients of any other provider, of an inactive one, or of none.
     case exceptProviders([Int32])
-
-    /// Whether a client of `provider` (-1 for none) passes; `isActive` tells whether that provider is active.
-    @inline(__always)
-    func matches(provider: Int32, isActive: Bool) -> Bool {
-        switch self {
-        case .any: return true
-        case .matched: return provider >= 0 && isActive
-        case .unmatched: return provider < 0 || !isActive
-        case .providers(let list): return isActive && list.contains(provider)
-        case .exceptProviders(let list): return !(isActive && list.contains(provider))
-        }
-    }
 }
 
 /// One piece of a redirect path template.
-public enum TemplatePart: Hashable, Sendable {
+public enum TemplatePart: Hashable, Sendable, BitwiseCopyable {
     /// Literal bytes.
     case literal(StringRef)
     /// The text of capture `index` of the route's pattern.
@@ -63,7 +40,7 @@ public enum TemplatePart: Hashable, Sendable {
 }
 
 /// Where a redirect goes.
-public enum RedirectTarget: Hashable, Sendable {
+public enum RedirectTarget: Hashable, Sendable, BitwiseCopyable {
     /// A target of a provider: of the client's own provider (`provider == nil`) or of a fixed one.
     /// Region-specific targets apply when the client belongs to that provider.
     case provider(TargetClass, provider: Int32?)
@@ -72,7 +49,7 @@ public enum RedirectTarget: Hashable, Sendable {
 }
 
 /// What the rendezvous hash of a redirect to a pool is computed on: one object, one mirror.
-public enum HashKey: Hashable, Sendable {
+public enum HashKey: Hashable, Sendable, BitwiseCopyable {
     /// The request path, without the query.
     case path
     /// Capture `index` of the route's path pattern (e.g. `{digest}`).
@@ -80,9 +57,9 @@ public enum HashKey: Hashable, Sendable {
 }
 
 /// A condition on a request header.
-public struct HeaderCondition: Hashable, Sendable {
+public struct HeaderCondition: Hashable, Sendable, BitwiseCopyable {
     /// How the header's value is compared.
-    public enum Match: Hashable, Sendable {
+    public enum Match: Hashable, Sendable, BitwiseCopyable {
         /// The header is present, whatever its value.
         case present
         /// The value equals this, byte for byte.
@@ -114,7 +91,7 @@ public enum RouteAction: Hashable, Sendable {
 }
 
 /// A response header a `respond` route sets.
-public struct Header: Hashable, Sendable {
+public struct Header: Hashable, Sendable, BitwiseCopyable {
     /// Header name.
     public var name: StringRef
     /// Header value.

@@ -2,7 +2,7 @@
 ///
 /// Offset 0 is always the empty string. Equal strings are interned once, so two references to the
 /// same text are equal and comparing references compares text.
-public struct StringRef: Hashable, Sendable {
+public struct StringRef: Hashable, Sendable, BitwiseCopyable {
     /// Byte offset in the string table.
     public var offset: UInt32
     /// Length in bytes, without the terminating NUL.

@@ -22,6 +22,9 @@ public final class Snapshot: @unchecked Sendable {
     public let strings: StringTable
     /// The policy.
     public let policy: Policy
+    /// The policy flattened for the decision path, in an allocation of its own so that the
+    /// member choice can refer to it by pointer.
+    let tables: UnsafeMutablePointer<DecisionTables>
     /// Number of IPv4 and IPv6 prefixes.
     public let prefixCounts: (v4: Int, v6: Int)
     /// The compiler's report.
@@ -191,6 +194,8 @@ public final class Snapshot: @unchecked Sendable {
             self.report = String(decoding: infoBytes[8...], as: UTF8.self)
             self.strings = strings
             self.policy = policy
+            self.tables = .allocate(capacity: 1)
+            self.tables.initialize(to: DecisionTables(policy))
             self.attributes = attributes.baseAddress ?? base
             self.regions = regions.baseAddress ?? base
             self.attributeCount = attributeCount
@@ -228,6 +233,8 @@ public final class Snapshot: @unchecked Sendable {
     }
 
     deinit {
+        tables.pointee.deallocate()
+        tables.deallocate()
         release(memory)
     }
 
