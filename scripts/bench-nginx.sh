@@ -2,6 +2,7 @@
 # Benchmarks redirects in the packaged nginx on loopback: one worker, wrk, same run.
 #
 #   scripts/bench-nginx.sh [--duration 3s] [--rounds 5] [--connections 32] [--config X.yaml]
+#   scripts/bench-nginx.sh --instructions [--requests 2000] [--config X.yaml]
 #
 # Variants (each its own nginx, worker_processes 1, access_log off):
 #   return     `return 302` with a fixed Location (the ceiling)
@@ -19,7 +20,14 @@
 # rounds (median reported). Prints req/s, p99 latency, the worker's RSS and private memory
 # (the snapshot is a shared file mapping: its pages count in RSS, not in private memory).
 #
-# Needs: out/nginx (scripts/build-nginx-module.sh), .build/release/redirector, wrk.
+# --instructions counts instead of timing: each variant's nginx runs as one process (no master)
+# under valgrind's callgrind, and the instructions it executes per request, over --requests
+# keep-alive requests after as many for warm-up, are reported with their ratio to `return`. Counts
+# are repeatable whatever else the machine does; they leave out the kernel's share of a request
+# (the same for every variant), so the ratio is stricter than the CPU-time one.
+#
+# Needs: out/nginx (scripts/build-nginx-module.sh), .build/release/redirector, wrk (valgrind for
+# --instructions).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +38,8 @@ duration=3s
 connections=32
 rounds=5
 config=
+instructions=
+requests=2000
 
 while (($#)); do
   case $1 in
@@ -37,6 +47,8 @@ while (($#)); do
     --connections) connections=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --config) config=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+    --instructions) instructions=1; shift ;;
+    --requests) requests=$2; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-nginx: unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -211,9 +223,14 @@ for variant in "${variants[@]}"; do
   write_conf "$variant" "$port" "$prefix"
   "$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -t -q 2>"$prefix/t.err" || { cat "$prefix/t.err" >&2; die "$variant: nginx -t failed"; }
   started=$(date +%s.%N)
-  bench_start "$prefix/logs/stderr.log" "$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -g 'daemon off;'
+  if [ -n "$instructions" ]; then
+    bench_start "$prefix/logs/stderr.log" valgrind --tool=callgrind --callgrind-out-file="$prefix/callgrind.out" \
+      "$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -g 'daemon off; master_process off;'
+  else
+    bench_start "$prefix/logs/stderr.log" "$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -g 'daemon off;'
+  fi
   pid=${bench_pids[-1]}
-  for _ in $(seq 600); do
+  for _ in $(seq 6000); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
     kill -0 "$pid" 2>/dev/null || die "$variant: nginx exited"
     sleep 0.05
@@ -227,6 +244,40 @@ for variant in "${variants[@]}"; do
   pid_of[$variant]=$pid
   prefix_of[$variant]=$prefix
 done
+
+if [ -n "$instructions" ]; then
+  # keep-alive GETs of $path as $client, each answer checked
+  send() { python3 - "$1" "$2" "$path" "$client" <<'PY'
+import http.client, sys
+port, count, path, client = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+connection = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(count):
+    connection.request("GET", path, headers={"X-Forwarded-For": client})
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 302, response.status
+PY
+  }
+  echo
+  echo "nginx $("$nginx" -v 2>&1 | sed 's|.*/||'), one process under callgrind, $requests keep-alive requests after $requests for warm-up"
+  printf '%-11s %14s %12s\n' variant "instr/req" "% of return"
+  base_count=
+  for variant in "${variants[@]}"; do
+    pid=${pid_of[$variant]}
+    send "${port_of[$variant]}" "$requests" || die "$variant: warm-up failed"
+    callgrind_control -z "$pid" >/dev/null
+    send "${port_of[$variant]}" "$requests" || die "$variant: requests failed"
+    rm -f "${prefix_of[$variant]}/callgrind.out".*
+    callgrind_control -d "$pid" >/dev/null
+    total=$(awk '/^totals:/ { print $2 }' "${prefix_of[$variant]}/callgrind.out".*)
+    [ -n "$total" ] || die "$variant: no callgrind dump"
+    count=$(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }')
+    base_count=${base_count:-$count}
+    printf '%-11s %14s %12s\n' "$variant" "$count" "$(awk -v a="$base_count" -v b="$count" 'BEGIN { printf "%.1f", 100 * a / b }')"
+  done
+  echo "% of return: return's instructions per request over the variant's (user space only)."
+  exit 0
+fi
 
 clk_tck=$(getconf CLK_TCK)
 cpu_ticks() { # utime + stime of a process, in clock ticks
