@@ -16,6 +16,7 @@ debian_packages=(
   build-essential binutils       # gcc/make for the nginx module build; readelf checks its rpath
   procps util-linux              # pgrep (benchmark workers), taskset (pins wrk to another CPU)
   valgrind                       # memcheck of the C ABI over the fuzz corpus (test_robustness.py, soak.sh)
+  prometheus                     # Prometheus 2.42 + promtool: scrapes a real sidecar, checks and unit-tests the alert rules (test_prometheus.py)
 )
 # Python packages: pinned in Tests/requirements.txt.
 python_requirements="$(dirname "$0")/../Tests/requirements.txt"
@@ -30,14 +31,15 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packaged services must not hold ports or run in the background of tests.
-  for svc in nginx caddy; do
+  for svc in nginx caddy prometheus; do
     (service "$svc" stop || true) >/dev/null 2>&1
   done
 fi
 # Packaged services started by the installer must not hold ports during tests; ours start their own.
-if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
-  kill -QUIT "$(cat /run/nginx.pid)" || true
-fi
+# Stopped by pid file and executable, so a stale pid file never hits another process.
+start-stop-daemon --stop --quiet --oknodo --signal QUIT --pidfile /run/nginx.pid --exec /usr/sbin/nginx
+# Debian's prometheus service (sysvinit pid file) would scrape :9090 in the background.
+start-stop-daemon --stop --quiet --oknodo --pidfile /run/prometheus/prometheus.pid --exec /usr/bin/prometheus
 
 # pip only when a pinned version is not the installed one.
 python3 - "$python_requirements" 2>/dev/null <<'PY' || python3 -m pip install -q --disable-pip-version-check -r "$python_requirements"
