@@ -12,7 +12,6 @@ address plan is in testkit/fixtures.py. Run: `pytest Tests/Integration/test_side
 
 from __future__ import annotations
 
-import base64
 import shutil
 import signal
 import threading
@@ -20,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conformance.check import Observation, project, wire_problems
 from conformance.suite import Expect
@@ -29,14 +27,13 @@ from testkit.fixtures import (AWS, AWS_CLIENT, BALANCER, GCP_CLIENT, LOOPBACK_PR
                               SIDECAR_TRUST, fixture_policy)
 from testkit.http import free_port, request, wait_http
 from testkit.origin import ORIGIN_HEADER, Origin, origin_body
-from testkit.processes import Process, run
+from testkit.processes import run
 from testkit import paths, proxies
 from testkit.proxies import PROXIES, start_proxy
 from testkit.sidecar import Sidecar
 from testkit.snapshots import cli_decide, compile_snapshot, replace_atomically
 from testkit.traffic import Traffic
 
-EXAMPLES = paths.EXAMPLES
 LOOPBACK_CASES = [  # (client source address, method, path)
     (AWS_CLIENT, "GET", MANIFEST),
     (AWS_CLIENT, "HEAD", "/v2/pause/blobs/sha256:0123abcd?x=1"),
@@ -382,63 +379,3 @@ def test_environment_configuration(sidecar_snapshots, work):
         assert request(port, "GET", "/ext_authz" + MANIFEST).status == 404
     finally:
         server.stop()
-
-
-# --------------------------------------------------------------------------- Kubernetes manifests
-
-
-def test_kubernetes_manifests_run(sidecar_snapshots, work):
-    """The Deployment's arguments start a working sidecar whose probes pass; the volume, ConfigMap
-    key and --snapshot path agree; the pod-sidecar Envoy config is accepted by Envoy."""
-    docs = {}
-    for path in sorted((EXAMPLES / "kubernetes").glob("*.yaml")):
-        text = path.read_text().replace("@SNAPSHOT_BASE64@", base64.b64encode(sidecar_snapshots["main"].read_bytes()).decode())
-        for doc in yaml.safe_load_all(text):
-            docs[(doc["kind"], doc["metadata"]["name"])] = doc
-    configmap = docs[("ConfigMap", "redirector-snapshot")]
-    assert base64.b64decode(configmap["binaryData"]["snapshot.rdb"]) == sidecar_snapshots["main"].read_bytes()
-    service = docs[("Service", "redirector")]
-
-    for name in ("redirector", "mirror"):
-        pod = docs[("Deployment", name)]["spec"]["template"]["spec"]
-        container = next(c for c in pod["containers"] if c["name"] == "redirector")
-        args = container["args"]
-        assert args[0] == "serve"
-        snapshot_arg = next(a.split("=", 1)[1] for a in args if a.startswith("--snapshot="))
-        mount = next(m for m in container["volumeMounts"] if m["name"] == "snapshot")
-        volume = next(v for v in pod["volumes"] if v["name"] == "snapshot")
-        assert volume["configMap"]["name"] == "redirector-snapshot"
-        assert snapshot_arg == mount["mountPath"] + "/snapshot.rdb"
-        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-
-        # Run the container's arguments on loopback: container ports become free local ports.
-        local = {number: free_port() for number in ports.values()}
-        mounted = work / f"k8s-{name}"
-        mounted.mkdir(exist_ok=True)
-        shutil.copyfile(sidecar_snapshots["main"], mounted / "snapshot.rdb")
-        run_args = []
-        for arg in args[1:]:
-            arg = arg.replace(mount["mountPath"], str(mounted))
-            for number, free in local.items():
-                arg = arg.replace(f"0.0.0.0:{number}", f"127.0.0.1:{free}").replace(f"127.0.0.1:{number}", f"127.0.0.1:{free}")
-            run_args.append(arg)
-        env = {e["name"]: e["value"] for e in container.get("env", [])}
-        process = Process(f"k8s-{name}", [paths.CLI, args[0], *run_args], work / f"k8s-{name}.log", env=env).start()
-        try:
-            for probe in ("livenessProbe", "readinessProbe"):
-                get = container[probe]["httpGet"]
-                port = local[ports[get["port"]] if isinstance(get["port"], str) else get["port"]]
-                wait_http(port, get["path"], 200, timeout=20)
-        finally:
-            code = process.stop()
-            assert code == 0, f"{name}: exit {code}\n{process.log_text()[-3000:]}"
-        if name == "redirector":
-            targets = {p["targetPort"] for p in service["spec"]["ports"]}
-            assert targets <= set(ports), (targets, ports)
-
-    binary = paths.envoy_binary()
-    if binary:
-        envoy_yaml = docs[("ConfigMap", "mirror-envoy")]["data"]["envoy.yaml"].replace("@ORIGIN_HOST@", "origin.default.svc")
-        conf = work / "k8s-envoy.yaml"
-        conf.write_text(envoy_yaml)
-        run([binary, "--mode", "validate", "-c", conf, "--base-id", "77"], timeout=60)
