@@ -9,8 +9,22 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: "The snapshot.")
     var snapshot: String
 
+    @Flag(help: "List every host the snapshot can redirect to (for firewall allow-lists), one origin per line.")
+    var destinations = false
+
+    @Flag(help: "With --destinations: a JSON array of {origin, scheme, host, port, urls}.")
+    var json = false
+
+    func validate() throws {
+        if json && !destinations { throw ValidationError("--json goes with --destinations") }
+    }
+
     func run() throws {
         let table = try openSnapshot(snapshot)
+        if destinations {
+            printDestinations(table.destinations())
+            return
+        }
         let strings = table.strings
         print("snapshot \(table.path): format \(SnapshotFormat.version), \(table.byteCount) bytes, checksum \(String(table.checksum, radix: 16)), created \(table.createdAt)")
         let (v4, v6) = table.prefixCounts
@@ -62,6 +76,22 @@ struct InspectCommand: ParsableCommand {
         }
         print("report:")
         for line in table.report.split(separator: "\n") { print("  \(line)") }
+    }
+}
+
+extension InspectCommand {
+    /// The destinations as text or JSON.
+    func printDestinations(_ list: [Destination]) {
+        guard json else {
+            for destination in list { print(destination.origin) }
+            return
+        }
+        let items = list.map { destination in
+            let urls = destination.urls.map(TextEscaping.jsonString).joined(separator: ", ")
+            return "  {\"origin\": \(TextEscaping.jsonString(destination.origin)), \"scheme\": \(TextEscaping.jsonString(destination.scheme)), "
+                + "\"host\": \(TextEscaping.jsonString(destination.host)), \"port\": \(destination.port), \"urls\": [\(urls)]}"
+        }
+        print(items.isEmpty ? "[]" : "[\n" + items.joined(separator: ",\n") + "\n]")
     }
 }
 
