@@ -9,7 +9,7 @@ struct Redirector: AsyncParsableCommand {
         abstract: "Send each download to its client's cloud or network mirror.",
         subcommands: [
             CompileCommand.self, InspectCommand.self, LookupCommand.self, DecideCommand.self, FormatsCommand.self,
-            ExportCommand.self, RegionsCommand.self, ServeCommand.self, ProbeCommand.self,
+            ExportCommand.self, DiffCommand.self, RegionsCommand.self, ServeCommand.self, ProbeCommand.self,
             AnalyzeCommand.self,
             ConformanceCommand.self,
         ])
