@@ -85,7 +85,7 @@ extension Snapshot {
     }
 
     /// The names of what decided `decision`: its provider, route and pool (empty for none).
-    package func names(of decision: Decision) -> (provider: StringRef, route: StringRef, pool: StringRef) {
+    public func names(of decision: Decision) -> (provider: StringRef, route: StringRef, pool: StringRef) {
         let tables = self.tables.pointee
         let provider = decision.attributes.provider, route = Int(decision.route)
         return (provider: provider >= 0 && Int(provider) < tables.providers.count ? tables.providers[Int(provider)].name : .empty,
@@ -95,7 +95,7 @@ extension Snapshot {
 
     /// The response headers of route `route` (none unless it is a respond route, or out of range),
     /// in memory the snapshot owns: valid while the snapshot lives.
-    package func responseHeaders(route: Int) -> UnsafeBufferPointer<Header> {
+    public func responseHeaders(route: Int) -> UnsafeBufferPointer<Header> {
         let tables = self.tables.pointee
         guard route >= 0, route < tables.routes.count else { return UnsafeBufferPointer(start: nil, count: 0) }
         return tables.responseHeaders[tables.routes[route].action.headers]
