@@ -265,10 +265,10 @@ PY
   for variant in "${variants[@]}"; do
     pid=${pid_of[$variant]}
     send "${port_of[$variant]}" "$requests" || die "$variant: warm-up failed"
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     send "${port_of[$variant]}" "$requests" || die "$variant: requests failed"
     rm -f "${prefix_of[$variant]}/callgrind.out".*
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null 2>&1
     total=$(awk '/^totals:/ { print $2 }' "${prefix_of[$variant]}/callgrind.out".*)
     [ -n "$total" ] || die "$variant: no callgrind dump"
     count=$(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }')
