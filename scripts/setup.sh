@@ -16,6 +16,8 @@ debian_packages=(
   build-essential binutils       # gcc/make for the nginx module build; readelf checks its rpath
   procps util-linux              # pgrep (benchmark workers), taskset (pins wrk to another CPU)
   valgrind                       # memcheck of the C ABI over the fuzz corpus (test_robustness.py, soak.sh)
+  debhelper dpkg-dev help2man lintian  # Debian packages (scripts/package.sh; the rest of debian/control's Build-Depends is above)
+  debootstrap                    # the clean Debian 12 root the packages are installed in (test_packages.py)
   prometheus                     # Prometheus 2.42 + promtool: scrapes a real sidecar, checks and unit-tests the alert rules (test_prometheus.py)
 )
 # Python packages: pinned in Tests/requirements.txt.
