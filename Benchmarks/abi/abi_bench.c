@@ -2,13 +2,19 @@
  * abi_bench: lookups per second through libredirector's C ABI, next to a 1-bit binary radix
  * tree (the structure of NGINX's geo module) built from the same prefixes, in the same run.
  *
- *   abi_bench <snapshot.rdb> <prefixes.txt> <family 4|6> [addresses]
+ *   abi_bench <snapshot.rdb> <prefixes.txt> <family 4|6> [addresses] [threads]
+ *
+ * With threads > 1 it also runs rdr_lookup and the radix tree on that many threads at once, each
+ * over its own share of the addresses, and reports the speed-up over one thread: lookups write
+ * nothing shared, so both should scale with the cores (the radix tree shows what this machine's
+ * memory system allows).
  *
  * prefixes.txt holds "prefix<TAB>anything" lines (a pyasn dump, decompressed); ';' lines are skipped.
  * Addresses are uniformly random (fixed seed); for IPv6 they are drawn inside the table's prefixes
  * (a uniformly random IPv6 address almost never matches anything).
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +88,52 @@ static inline uint64_t next_random(void) {   /* xorshift64* */
     return rng * 0x2545F4914F6CDD1Dull;
 }
 
+/* One thread's share of a parallel run. */
+typedef struct {
+    const rdr_table  *table;
+    const radix_tree *tree;
+    const uint32_t   *v4;
+    const uint8_t   (*v6)[16];
+    size_t            begin, end;
+    int               family, use_radix;
+    int64_t           sum;
+} lookup_share;
+
+static void *lookup_worker(void *argument) {
+    lookup_share *share = argument;
+    int64_t sum = 0;
+    for (size_t i = share->begin; i < share->end; i++) {
+        if (share->use_radix) {
+            sum += share->family == 4 ? radix_find32(share->tree, share->v4[i]) : radix_find128(share->tree, share->v6[i]);
+        } else if (share->family == 4) {
+            uint32_t be = htonl(share->v4[i]);
+            sum += rdr_lookup(share->table, (const uint8_t *) &be, 4);
+        } else {
+            sum += rdr_lookup(share->table, share->v6[i], 16);
+        }
+    }
+    share->sum = sum;
+    return NULL;
+}
+
+/* Seconds for `threads` threads to look up all n addresses together (radix tree or rdr_lookup). */
+static double parallel_run(const rdr_table *t, const radix_tree *tree, const uint32_t *v4, uint8_t (*v6)[16],
+                           size_t n, int family, int threads, int use_radix, volatile int64_t *sink) {
+    pthread_t ids[64];
+    lookup_share shares[64];
+    double start = now();
+    for (int k = 0; k < threads; k++) {
+        shares[k] = (lookup_share){t, tree, v4, (const uint8_t (*)[16]) v6, n * k / threads, n * (k + 1) / threads,
+                                   family, use_radix, 0};
+        if (pthread_create(&ids[k], NULL, lookup_worker, &shares[k]) != 0) { perror("pthread_create"); exit(1); }
+    }
+    for (int k = 0; k < threads; k++) {
+        pthread_join(ids[k], NULL);
+        *sink += shares[k].sum;
+    }
+    return now() - start;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: %s snapshot.rdb prefixes.txt 4|6 [addresses]\n", argv[0]);
@@ -89,6 +141,8 @@ int main(int argc, char **argv) {
     }
     int family = atoi(argv[3]);
     size_t n = argc > 4 ? strtoul(argv[4], NULL, 10) : 16u << 20;
+    int threads = argc > 5 ? atoi(argv[5]) : 1;
+    if (threads < 1 || threads > 64) { fprintf(stderr, "threads must be 1-64\n"); return 2; }
     char err[512];
 
     /* Load time: average of repeated opens (page cache warm after the first). */
@@ -199,6 +253,16 @@ int main(int argc, char **argv) {
     printf("  %-34s %10ld bytes (%.2f B/prefix)\n", "snapshot size", bytes, (double) bytes / prefixes);
     printf("  %-34s %10zu bytes (%.2f B/prefix)\n", "radix tree size", tree.count * sizeof(radix_node),
            (double) (tree.count * sizeof(radix_node)) / prefixes);
+    if (threads > 1) {
+        /* One thread, then all together, over the same addresses (so the same cache behaviour). */
+        double abi_one = parallel_run(t, &tree, v4, v6, n, family, 1, 0, &sink);
+        double abi_all = parallel_run(t, &tree, v4, v6, n, family, threads, 0, &sink);
+        double radix_one = parallel_run(t, &tree, v4, v6, n, family, 1, 1, &sink);
+        double radix_all = parallel_run(t, &tree, v4, v6, n, family, threads, 1, &sink);
+        printf("  %d threads:\n", threads);
+        printf("  %-34s %10.1f M lookups/s  %.2fx one thread\n", "  rdr_lookup", n / abi_all / 1e6, abi_one / abi_all);
+        printf("  %-34s %10.1f M lookups/s  %.2fx one thread\n", "  1-bit radix tree", n / radix_all / 1e6, radix_one / radix_all);
+    }
     rdr_close(t);
     return sink == 42 ? 3 : 0;
 }
