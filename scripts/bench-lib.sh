@@ -5,8 +5,9 @@
 #   bench_start LOG CMD...  runs CMD in its own session, output to LOG; its PID is in bench_pids
 #   free_port               a TCP port free on 127.0.0.1 right now
 #   wait_port PORT          waits (10 s at most) until 127.0.0.1:PORT accepts connections
-#   bench_nginx_conf FILE [LINE...]  writes an nginx.conf for benchmarks (one worker, no access log,
-#                           long keep-alive): the LINEs in the main context, stdin inside `http {}`
+#   bench_nginx_conf FILE [LINE...]  writes an nginx.conf for benchmarks ($bench_workers workers,
+#                           default 1, no access log, long keep-alive): the LINEs in the main
+#                           context, stdin inside `http {}`
 # bench_stop_signal (default TERM) is sent first at exit; KILL follows after 5 s.
 
 bench_pids=()
@@ -50,7 +51,7 @@ wait_port() {
 bench_nginx_conf() {
   local file=$1; shift
   {
-    printf '%s\n' "$@" 'worker_processes 1;' 'error_log logs/error.log warn;' 'pid logs/nginx.pid;' \
+    printf '%s\n' "$@" "worker_processes ${bench_workers:-1};" 'error_log logs/error.log warn;' 'pid logs/nginx.pid;' \
       'events { worker_connections 4096; }' 'http {' '    access_log off;' '    keepalive_requests 1000000;'
     cat
     echo '}'

@@ -2,9 +2,12 @@
 # Benchmarks redirects in the packaged nginx on loopback: one worker, wrk, same run.
 #
 #   scripts/bench-nginx.sh [--duration 3s] [--rounds 5] [--connections 32] [--config X.yaml]
+#                          [--workers 1] [--variants return,module,...]
 #   scripts/bench-nginx.sh --instructions [--requests 2000] [--config X.yaml]
 #
-# Variants (each its own nginx, worker_processes 1, access_log off):
+# Variants (each its own nginx, access_log off, --workers worker processes: with 1 the worker and
+# wrk are pinned to different CPUs; with more, wrk runs as many threads and nothing is pinned, so
+# "% of return" at 1 and at 2 workers shows how each variant scales against its own ceiling):
 #   return     `return 302` with a fixed Location (the ceiling)
 #   module     ngx_http_redirector_module, `redirector on;`
 #   module-pool  the module with the route's target a pool of three health-checked mirrors and a
@@ -40,6 +43,8 @@ rounds=5
 config=
 instructions=
 requests=2000
+workers=1
+only=
 
 while (($#)); do
   case $1 in
@@ -49,7 +54,9 @@ while (($#)); do
     --config) config=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
     --instructions) instructions=1; shift ;;
     --requests) requests=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --workers) workers=$2; shift 2 ;;
+    --variants) only=$2; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-nginx: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -66,6 +73,7 @@ command -v wrk >/dev/null || die "wrk not installed (scripts/setup.sh)"
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
 bench_stop_signal=QUIT   # graceful nginx shutdown
+bench_workers=$workers
 # shellcheck source=scripts/bench-lib.sh
 . "$root/scripts/bench-lib.sh"
 bench_setup redirector-bench
@@ -189,7 +197,9 @@ load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;"
                      { library = \"$module_dir/libredirector.so\" }))
     }" ;;
   esac
-  bench_nginx_conf "$prefix/nginx.conf" "$load" "worker_cpu_affinity 1;" <<EOF
+  local affinity="worker_cpu_affinity 1;"
+  ((workers == 1)) || affinity="worker_cpu_affinity auto;"
+  bench_nginx_conf "$prefix/nginx.conf" "$load" "$affinity" <<EOF
     set_real_ip_from 127.0.0.0/8;
     real_ip_header X-Forwarded-For;
     real_ip_recursive on;
@@ -209,9 +219,11 @@ to_ms() { # wrk latency text (850.00us, 1.23ms, 1.02s) -> milliseconds
 }
 
 wrk_cpu=()
-if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then wrk_cpu=(taskset -c 1); fi
+if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ] && ((workers == 1)); then wrk_cpu=(taskset -c 1); fi
 
 variants=(return module module-pool geo geo-full lua)
+if [ -n "$only" ]; then IFS=, read -r -a variants <<<"$only"; fi
+[ "${variants[0]}" = return ] || die "--variants must start with return (the ceiling the others are compared with)"
 declare -A port_of pid_of prefix_of startup_of
 
 # Start every variant first; they then take turns under load, round after round.
@@ -280,19 +292,22 @@ PY
 fi
 
 clk_tck=$(getconf CLK_TCK)
-cpu_ticks() { # utime + stime of a process, in clock ticks
-  awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+cpu_ticks() { # utime + stime of every worker of an nginx master, in clock ticks
+  local worker total=0
+  for worker in $(pgrep -P "$1"); do
+    total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$worker/stat")))
+  done
+  echo "$total"
 }
 
 declare -A rps_runs p99_runs cpu_runs
 for round in $(seq "$rounds"); do
   for variant in "${variants[@]}"; do
     url="http://127.0.0.1:${port_of[$variant]}$path"
-    worker=$(pgrep -P "${pid_of[$variant]}" | head -n 1)
-    "${wrk_cpu[@]}" wrk -t1 -c"$connections" -d1s -H "X-Forwarded-For: $client" "$url" >/dev/null
-    before=$(cpu_ticks "$worker")
-    out=$("${wrk_cpu[@]}" wrk -t1 -c"$connections" -d"$duration" --latency -H "X-Forwarded-For: $client" "$url")
-    after=$(cpu_ticks "$worker")
+    "${wrk_cpu[@]}" wrk -t"$workers" -c"$connections" -d1s -H "X-Forwarded-For: $client" "$url" >/dev/null
+    before=$(cpu_ticks "${pid_of[$variant]}")
+    out=$("${wrk_cpu[@]}" wrk -t"$workers" -c"$connections" -d"$duration" --latency -H "X-Forwarded-For: $client" "$url")
+    after=$(cpu_ticks "${pid_of[$variant]}")
     if grep -q "Non-2xx or 3xx\|Socket errors" <<<"$out"; then echo "$out" >&2; die "$variant: errors"; fi
     requests=$(awk '/ requests in / { print $1 }' <<<"$out")
     rps_runs[$variant]+=" $(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")"
@@ -320,7 +335,7 @@ done
 
 base=$(cut -d'|' -f2 <<<"${results[0]}")
 echo
-echo "nginx $("$nginx" -v 2>&1 | sed 's|.*/||'), 1 worker each, wrk -t1 -c$connections -d$duration x $rounds rounds (median), loopback, $(nproc) CPUs"
+echo "nginx $("$nginx" -v 2>&1 | sed 's|.*/||'), $workers worker(s) each, wrk -t$workers -c$connections -d$duration x $rounds rounds (median), loopback, $(nproc) CPUs"
 echo "table: $table_prefixes prefixes (geo: $geo_prefixes provider prefixes; geo-full: all $table_prefixes)"
 base_cpu=$(cut -d'|' -f4 <<<"${results[0]}")
 printf '%-9s %9s %7s %8s %12s %8s %7s %11s %8s\n' variant "req/s" "% of a" "p99 ms" "CPU us/req" "% of a" "RSS MB" "private MB" "start s"
@@ -330,4 +345,4 @@ for r in "${results[@]}"; do
   cpct=$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { printf "%.1f", 100 * a / b }')
   printf '%-9s %9.0f %7s %8.2f %12.2f %8s %7s %11s %8s\n' "$v" "$rps" "$pct" "$p99" "$cpu" "$cpct" "$rss" "$private" "$startup"
 done
-echo "req/s and p99: wrk's view (noisy on shared machines); CPU us/req: the worker's user+system time per request."
+echo "req/s and p99: wrk's view (noisy on shared machines); CPU us/req: the workers' user+system time per request."
