@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks `redirector serve` on loopback with wrk and prints one table:
-#   - nginx `return 302`, one worker: the ceiling on this machine;
+#   - nginx `return 302`, one worker: the ceiling on this machine (and two workers, with wrk on
+#     two threads: the ceiling for the two-loop sidecar, to show how it scales);
 #   - the sidecar's ext_authz endpoint called directly (a redirect decision), 1 and 2 event loops,
 #     and its latency at about half its peak rate (wrk with a per-connection delay);
 #   - Envoy in front of an origin without ext_authz, and with ext_authz (a passing request that
@@ -56,6 +57,14 @@ bench_nginx_conf "$work/nginx/nginx.conf" <<EOF
 EOF
 bench_start "$work/nginx.out" "${server_cpu[@]}" nginx -p "$work/nginx/" -c "$work/nginx/nginx.conf" -g 'daemon off;'
 wait_port "$nginx_port"; wait_port "$origin_port"
+# The ceiling for two event loops: the same `return 302` with two workers, unpinned.
+nginx2_port=$(free_port)
+mkdir -p "$work/nginx2/logs"
+bench_workers=2 bench_nginx_conf "$work/nginx2/nginx.conf" <<EOF
+  server { listen 127.0.0.1:$nginx2_port; location / { return 302 https://kubernetes.ecr.io\$request_uri; } }
+EOF
+bench_start "$work/nginx2.out" nginx -p "$work/nginx2/" -c "$work/nginx2/nginx.conf" -g 'daemon off;'
+wait_port "$nginx2_port"
 
 sidecar() {  # sidecar THREADS PORT [taskset...]
   local threads=$1 listen=$2; shift 2
@@ -108,11 +117,13 @@ expect "http://127.0.0.1:$envoy_reference$target" "$client" 200
 expect "http://127.0.0.1:$sidecar1/ext_authz$target" "$client" 302
 
 results=$work/results
-measure() {  # measure LABEL URL [wrk args...]: appends "label|req/s|p50|p99|errors" to $results
+measure() {  # [threads=N] measure LABEL URL [wrk args...]: appends "label|req/s|p50|p99|errors" to $results
   local label=$1 url=$2; shift 2
-  "${wrk_cpu[@]}" wrk -t1 -c"$connections" -d1s "$@" "$url" >/dev/null 2>&1 || true   # warm-up
+  local pin=("${wrk_cpu[@]}")
+  ((${threads:-1} == 1)) || pin=()   # wrk with several threads runs on every CPU, as the servers do
+  "${pin[@]}" wrk -t"${threads:-1}" -c"$connections" -d1s "$@" "$url" >/dev/null 2>&1 || true   # warm-up
   local out
-  out=$("${wrk_cpu[@]}" wrk -t1 -c"$connections" -d"${duration}s" --latency "$@" "$url")
+  out=$("${pin[@]}" wrk -t"${threads:-1}" -c"$connections" -d"${duration}s" --latency "$@" "$url")
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -150,6 +161,8 @@ for round in $(seq "$rounds"); do
   measure "nginx return 302 (1 worker)" "http://127.0.0.1:$nginx_port$target"
   measure "sidecar ext_authz, 1 event loop" "$sidecar_url" -H "X-Forwarded-For: $client"
   measure "sidecar ext_authz, 2 event loops" "http://127.0.0.1:$sidecar2/ext_authz$target" -H "X-Forwarded-For: $client"
+  threads=2 measure "nginx return 302 (2 workers, wrk -t2)" "http://127.0.0.1:$nginx2_port$target"
+  threads=2 measure "sidecar ext_authz, 2 event loops, wrk -t2" "http://127.0.0.1:$sidecar2/ext_authz$target" -H "X-Forwarded-For: $client"
   saved=$connections; connections=$half_connections
   measure "$half_label" "$sidecar_url" -H "X-Forwarded-For: $client" -s "$work/delay.lua"
   connections=$saved
@@ -185,6 +198,8 @@ side = max(get("sidecar ext_authz, 1")[0], get("sidecar ext_authz, 2")[0])
 plain, authz = get("Envoy -> origin")[0], get("Envoy + ext_authz, pass")[0]
 half = next(v for k, v in median.items() if "half peak" in k)
 print(f"\nsidecar / nginx ceiling: {side / nginx:.0%} (target >= 50%)")
+one, two = get("sidecar ext_authz, 1")[0] / nginx, get("sidecar ext_authz, 2 event loops, wrk")[0] / get("nginx return 302 (2")[0]
+print(f"scaling: sidecar / nginx return 302 at the same worker count: {one:.0%} with 1 event loop, {two:.0%} with 2")
 reference = get("Envoy + ext_authz to nginx")[0]
 print(f"ext_authz cost to Envoy (pass path): {1 - authz / plain:.0%} of its throughput (target <= 30%);"
       f" with nginx `return 200` as the authz server: {1 - reference / plain:.0%}")
