@@ -140,12 +140,12 @@ public func rdr_lookup(_ pointer: OpaquePointer?, _ address: UnsafePointer<UInt8
 public func rdr_lookup_batch_v4(_ pointer: OpaquePointer?, _ addresses: UnsafePointer<UInt32>?,
                                 _ results: UnsafeMutablePointer<Int32>?, _ count: Int) -> Int {
     guard let handle = handle(pointer), let addresses, let results, count > 0 else { return 0 }
-    // The answer leaves go through the caller's result array, then become provider indices.
-    results.withMemoryRebound(to: UInt32.self, capacity: count) { packed in
-        handle.pointee.ipv4.lookup(v4: addresses, count: count, into: packed)
-    }
+    // One loop with the trie and the column in locals: independent lookups overlap in the
+    // out-of-order window without help.
+    let trie = handle.pointee.ipv4
+    let providers = handle.pointee.providers
     for index in 0..<count {
-        results[index] = provider(handle, UInt32(bitPattern: results[index]))
+        results[index] = Int32(providers[Int(truncatingIfNeeded: trie.lookup(v4: addresses[index]))])
     }
     return count
 }

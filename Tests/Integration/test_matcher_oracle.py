@@ -4,6 +4,9 @@ For each table: compile it (every prefix keeps its ASN), then look up millions o
 plus every prefix's first and last address and their neighbours through `redirector lookup`, and
 compare prefix and ASN with pytricia. A sample also goes through libredirector's C ABI (ctypes) and
 must agree with the CLI. Zero mismatches allowed.
+
+The lookup calls (`rdr_lookup`, `rdr_lookup_batch_v4`) are checked on a table with providers
+against the provider `rdr_decide` reports, which reads the attributes by another path.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pytricia
 
 from testkit import abi
 from testkit.data import read_pyasn
-from testkit.paths import CLI, PYASN_DATA
+from testkit.paths import CLI, PYASN_DATA, REPO
 from testkit.processes import run
 
 TABLES = {
@@ -109,3 +112,47 @@ def prefix_and_asn(table: abi.Table, address: str):
     prefix = table.format_prefix(decided.decision)
     assert prefix
     return prefix, decided.decision.asn
+
+
+def test_lookup_calls_agree_with_decisions(library, tmp_path):
+    """rdr_lookup and rdr_lookup_batch_v4 give the provider rdr_decide reports, for IPv4 and IPv6
+    clients of the cloud ranges, the vendor ASNs and the full pyasn table."""
+    data = REPO / "examples" / "data"
+    config = tmp_path / "providers.yaml"
+    config.write_text(f"""version: 1
+providers:
+  - {{name: amazon, sources: [{{format: aws-ip-ranges, path: {data}/aws-ip-ranges.json}}]}}
+  - {{name: google, sources: [{{format: gcp-cloud, path: {data}/gcp-cloud.json}}]}}
+sources: [{{format: k8s-asns, path: {data}/k8s.io-asns}}]
+asnTable: [{{format: pyasn, path: {PYASN_DATA}/ipasn6_20151101.dat.gz}}]
+""")
+    snapshot = tmp_path / "providers.rdb"
+    run([CLI, "compile", "-c", config, "-o", snapshot], timeout=300)
+    table = abi.Library(library).open(snapshot)
+    rng = random.Random(20261202)
+
+    def decided_provider(address: ipaddress._BaseAddress) -> int:
+        decided = table.decide(str(address).encode(), b"GET", b"/", b"h", buffer=512)
+        assert decided.rc == abi.RDR_OK
+        return decided.decision.provider if decided.decision.attribute >= 0 else abi.RDR_NO_MATCH
+
+    # Random IPv4 addresses, and addresses inside every cloud range (most would miss them).
+    v4 = [rng.getrandbits(32) for _ in range(100_000)]
+    for network, _ in read_table(PYASN_DATA / "ipasn6_20151101.dat.gz", 4)[::20]:
+        v4.append(int(network.network_address) | rng.getrandbits(32 - network.prefixlen))
+    singles = [table.lookup(value.to_bytes(4, "big")) for value in v4]
+    assert table.lookup_batch_v4(v4) == singles
+    providers = {value for value in singles if value >= 0}
+    assert len(providers) >= 2, f"the sample reaches too few providers to mean anything: {providers}"
+    mismatches = [(str(ipaddress.IPv4Address(value)), got) for value, got in zip(v4, singles)
+                  if decided_provider(ipaddress.IPv4Address(value)) != got]
+    assert not mismatches, f"{len(mismatches)} of {len(v4)} IPv4 lookups differ from rdr_decide, e.g. {mismatches[:5]}"
+
+    v6 = []
+    for network, _ in read_table(PYASN_DATA / "ipasn6_20151101.dat.gz", 6):
+        v6.append(int(network.network_address) | rng.getrandbits(128 - network.prefixlen))
+    v6 += [rng.getrandbits(128) for _ in range(10_000)]
+    mismatches = [str(ipaddress.IPv6Address(value)) for value in v6
+                  if table.lookup(value.to_bytes(16, "big")) != decided_provider(ipaddress.IPv6Address(value))]
+    assert not mismatches, f"{len(mismatches)} of {len(v6)} IPv6 lookups differ from rdr_decide, e.g. {mismatches[:5]}"
+    table.close()

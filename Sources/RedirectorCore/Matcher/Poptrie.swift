@@ -211,26 +211,6 @@ public struct Poptrie: @unchecked Sendable {
         return descend(entry, key: key, levels: nodeLevels)
     }
 
-    /// Leaves for many IPv4 addresses. Groups of eight first load their direct entries
-    /// together, so the cache misses of independent lookups overlap instead of queuing.
-    @inlinable
-    public func lookup(v4 addresses: UnsafePointer<UInt32>, count: Int, into results: UnsafeMutablePointer<UInt32>) {
-        var start = 0
-        while start &+ 8 <= count {
-            for lane in 0..<8 {
-                results[start &+ lane] = direct[directSlot(v4: addresses[start &+ lane])]
-            }
-            for lane in 0..<8 where results[start &+ lane] & Poptrie.nodeFlag != 0 {
-                results[start &+ lane] = lookup(v4: addresses[start &+ lane])
-            }
-            start &+= 8
-        }
-        while start < count {
-            results[start] = lookup(v4: addresses[start])
-            start &+= 1
-        }
-    }
-
     /// The leaf for an IPv6 address (see ``leafKind``); 0 when nothing matches.
     @inlinable @inline(__always)
     public func lookup(v6 address: UInt128) -> UInt32 {

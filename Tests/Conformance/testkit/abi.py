@@ -177,6 +177,17 @@ class Table:
         location = buf.raw[:out.location_len] if rc == RDR_OK and out.action == RDR_REDIRECT else None
         return Decided(rc, out, location, ns)
 
+    def lookup(self, address: bytes) -> int:
+        """rdr_lookup of a packed address (4 or 16 bytes): the provider index, RDR_NO_MATCH for none."""
+        return self.c.rdr_lookup(self.handle, address, len(address))
+
+    def lookup_batch_v4(self, addresses: list[int]) -> list[int]:
+        """rdr_lookup_batch_v4 of host-order IPv4 integers: one provider index each."""
+        count = len(addresses)
+        inputs, outputs = (ctypes.c_uint32 * count)(*addresses), (ctypes.c_int32 * count)()
+        assert self.c.rdr_lookup_batch_v4(self.handle, inputs, outputs, count) == count
+        return list(outputs)
+
     def format_prefix(self, decision: Decision) -> str:
         """rdr_format_prefix: the prefix that matched the decision's client as text, "" when none did."""
         text = ctypes.create_string_buffer(64)
