@@ -47,7 +47,9 @@ struct MatchTable {
             var asn = candidate.asn
             if asn == 0, let asnMatcher {
                 let tree = candidate.prefix.network.family == .v4 ? asnMatcher.ipv4 : asnMatcher.ipv6
-                asn = tree.longestMatch(candidate.prefix.network)?.value ?? 0
+                // The longest table prefix covering the whole candidate, not one inside it that
+                // merely starts at the same address.
+                asn = tree.longestMatch(candidate.prefix.network, maxLength: candidate.prefix.length)?.value ?? 0
             }
             let attribute = MatchAttributes(provider: candidate.provider, region: region, asn: asn)
             if let index = firstSeen[attribute] {

@@ -60,10 +60,16 @@ public struct BinaryRadixTree: PrefixMatcher, Sendable {
 
     /// Walks the tree bit by bit, remembering the last prefix seen.
     public func longestMatch(_ address: IPAddress) -> PrefixMatch? {
+        longestMatch(address, maxLength: keyBits)
+    }
+
+    /// The longest match among prefixes at most `maxLength` long: the longest prefix covering the
+    /// whole prefix `address/maxLength`.
+    public func longestMatch(_ address: IPAddress, maxLength: Int) -> PrefixMatch? {
         guard let key = key(address) else { return nil }
         var node = 0
         var best = packed[0]
-        for depth in 0..<keyBits {
+        for depth in 0..<max(0, min(keyBits, maxLength)) {
             let child = (key &>> UInt128(127 &- depth)) & 1 == 1 ? one[node] : zero[node]
             guard child >= 0 else { break }
             node = Int(child)
