@@ -84,6 +84,12 @@ int32_t rdr_provider_count(const rdr_table *t);
 /* NUL-terminated name of provider `index`, or NULL when out of range. Owned by the table. */
 const char *rdr_provider_name(const rdr_table *t, int32_t index);
 
+/*
+ * NUL-terminated name of the source (a URL, or a path as the config wrote it) that produced
+ * attribute `attribute` (rdr_decision.attribute), owned by the table; NULL when out of range
+ * or when the snapshot records no provenance. Added within ABI version 3 (a new call only).
+ */
+const char *rdr_attribute_source(const rdr_table *t, int32_t attribute);
 /* What a decision tells the caller to do. */
 typedef enum {
     RDR_PASS     = 0,  /* serve the request as usual */

@@ -117,7 +117,8 @@ enum {
     NGX_HTTP_REDIRECTOR_VAR_POOL,
     NGX_HTTP_REDIRECTOR_VAR_MEMBER,
     NGX_HTTP_REDIRECTOR_VAR_STEP,
-    NGX_HTTP_REDIRECTOR_VAR_SKIPPED
+    NGX_HTTP_REDIRECTOR_VAR_SKIPPED,
+    NGX_HTTP_REDIRECTOR_VAR_SOURCE
 };
 
 
@@ -293,6 +294,9 @@ static ngx_http_variable_t  ngx_http_redirector_vars[] = {
 
     { ngx_string("redirector_skipped"), NULL,
       ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_SKIPPED, 0, 0 },
+
+    { ngx_string("redirector_source"), NULL,
+      ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_SOURCE, 0, 0 },
 
       ngx_http_null_variable
 };
@@ -796,6 +800,13 @@ ngx_http_redirector_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_REDIRECTOR_VAR_SKIPPED:
         return ngx_http_redirector_skipped(r, ctx, v);
+
+    case NGX_HTTP_REDIRECTOR_VAR_SOURCE:
+        /* the source file that produced the matched prefix (snapshot provenance) */
+        rmcf = ngx_http_get_module_main_conf(r, ngx_http_redirector_module);
+        ngx_http_redirector_set_cstr(v, rdr_attribute_source(rmcf->table,
+                                                             d->attribute));
+        return NGX_OK;
 
     case NGX_HTTP_REDIRECTOR_VAR_PREFIX:
         if (d->attribute < 0) {

@@ -162,6 +162,12 @@ public func rdr_provider_name(_ pointer: OpaquePointer?, _ index: Int32) -> Unsa
     return snapshot.strings.cString(snapshot.policy.providers[Int(index)].name)
 }
 
+@_cdecl("rdr_attribute_source")
+public func rdr_attribute_source(_ pointer: OpaquePointer?, _ attribute: Int32) -> UnsafePointer<CChar>? {
+    guard let snapshot = table(pointer), attribute >= 0 else { return nil }
+    return snapshot.sourceName(ofAttribute: UInt32(attribute))
+}
+
 @_cdecl("rdr_decide")
 public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_request>?,
                        _ output: UnsafeMutablePointer<rdr_decision>?,

@@ -6,7 +6,7 @@ import RedirectorCore
 struct DecideCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decide",
-        abstract: "Decide one request and explain it: action, status, Location, provider, region, prefix, ASN, route.")
+        abstract: "Decide one request and explain it: action, status, Location, provider, region, prefix, ASN, source, route.")
 
     @OptionGroup var input: SnapshotOption
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import RedirectorCore
 
 /// `redirector inspect`: what a snapshot holds.
@@ -12,17 +13,25 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "List every host the snapshot can redirect to (for firewall allow-lists), one origin per line.")
     var destinations = false
 
-    @Flag(help: "With --destinations: a JSON array of {origin, scheme, host, port, urls}.")
+    @Flag(help: "Print only where each source came from (the snapshot's provenance).")
+    var provenance = false
+
+    @Flag(help: "With --destinations: a JSON array of {origin, scheme, host, port, urls}; with --provenance: a JSON object of the compile time and the sources.")
     var json = false
 
     func validate() throws {
-        if json && !destinations { throw ValidationError("--json goes with --destinations") }
+        if json && !destinations && !provenance { throw ValidationError("--json goes with --destinations or --provenance") }
+        if destinations && provenance { throw ValidationError("--destinations and --provenance are separate listings") }
     }
 
     func run() throws {
         let table = try openSnapshot(snapshot)
         if destinations {
             printDestinations(table.destinations())
+            return
+        }
+        if provenance {
+            json ? print(provenanceJSON(table)) : printProvenance(table)
             return
         }
         let strings = table.strings
@@ -74,6 +83,7 @@ struct InspectCommand: ParsableCommand {
         for (index, route) in table.policy.routes.enumerated() {
             print("  [\(index)] \(strings.string(route.name))")
         }
+        printProvenance(table)
         print("report:")
         for line in table.report.split(separator: "\n") { print("  \(line)") }
     }
@@ -92,6 +102,52 @@ extension InspectCommand {
                 + "\"host\": \(TextEscaping.jsonString(destination.host)), \"port\": \(destination.port), \"urls\": [\(urls)]}"
         }
         print(items.isEmpty ? "[]" : "[\n" + items.joined(separator: ",\n") + "\n]")
+    }
+}
+
+extension InspectCommand {
+    /// Unix seconds as ISO 8601 UTC.
+    static func time(_ seconds: UInt64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+    }
+
+    /// The provenance as text: one block per source file.
+    func printProvenance(_ table: Snapshot) {
+        print("compiled: \(InspectCommand.time(table.createdAt))")
+        guard !table.sources.isEmpty else {
+            print("sources: none recorded (compiled by a build without provenance)")
+            return
+        }
+        print("sources:")
+        for (index, source) in table.sources.enumerated() {
+            var line = "  [\(index)] \(source.name) format=\(source.format) prefixes=\(source.prefixCount) size=\(source.size) sha256=\(source.sha256Hex)"
+            line += " version=\(source.publisherVersion ?? "-") published=\(source.publishedAt.map(InspectCommand.time) ?? "-")"
+            print(line)
+            print("      place=\(source.place) path=\(source.path)")
+            if let url = source.url {
+                print("      url=\(url) etag=\(source.etag ?? "-") last-modified=\(source.lastModified ?? "-") fetched=\(source.fetchedAt.map(InspectCommand.time) ?? "-")")
+            }
+            let age = Int64(Date().timeIntervalSince1970) - Int64(source.dataTime(compiledAt: table.createdAt))
+            print("      age=\(age)s (from the \(source.dataTimeBasis) time)")
+        }
+    }
+
+    /// The provenance as one JSON object: `compiledAt` and `sources` (times in Unix seconds, `null` when unknown).
+    func provenanceJSON(_ table: Snapshot) -> String {
+        let quote = TextEscaping.jsonString
+        func text(_ value: String?) -> String { value.map(quote) ?? "null" }
+        func number(_ value: UInt64?) -> String { value.map { "\($0)" } ?? "null" }
+        let items = table.sources.map { source in
+            "    {\"name\": \(quote(source.name)), \"place\": \(quote(source.place)), \"path\": \(quote(source.path)), "
+                + "\"format\": \(quote(source.format)), \"url\": \(text(source.url)), \"etag\": \(text(source.etag)), "
+                + "\"lastModified\": \(text(source.lastModified)), \"fetchedAt\": \(number(source.fetchedAt)), "
+                + "\"sha256\": \(quote(source.sha256Hex)), \"size\": \(source.size), \"publisherVersion\": \(text(source.publisherVersion)), "
+                + "\"publishedAt\": \(number(source.publishedAt)), \"prefixes\": \(source.prefixCount), "
+                + "\"ageFrom\": \(quote(source.dataTimeBasis)), \"dataTime\": \(source.dataTime(compiledAt: table.createdAt))}"
+        }
+        return "{\"compiledAt\": \(table.createdAt), \"sources\": [" + (items.isEmpty ? "" : "\n" + items.joined(separator: ",\n") + "\n  ") + "]}"
     }
 }
 

@@ -9,6 +9,9 @@ public struct SnapshotCompiler {
     let baseDirectory: URL
     let config: Config
     let configName: String
+    /// How fetched sources were obtained, by the absolute path of the cached file `update`
+    /// compiles (`redirector update` sets it; the provenance section records it).
+    public var fetched: [String: SourceFetch] = [:]
 
     /// A compiler for the config at `path`.
     public init(configPath path: String) throws {
@@ -34,7 +37,7 @@ public struct SnapshotCompiler {
         var providers = try declaredProviders()
         var imported = try importSources(providers: &providers, report: &report)
         let asnOwners = resolveASNClaims(imported.claims, providers: providers, report: &report)
-        let asnTable = try importASNTable(owners: asnOwners, into: &imported.candidates, report: &report)
+        let asnTable = try importASNTable(owners: asnOwners, into: &imported, report: &report)
         let owned = OwnershipRule(providers: providers).resolve(imported.candidates, report: &report)
 
         var strings = StringTableBuilder()
@@ -62,7 +65,8 @@ public struct SnapshotCompiler {
             ipv4: PoptrieBuilder.build(family: .v4, entries: matches.entries4, valueCount: matches.attributes.count),
             ipv6: PoptrieBuilder.build(family: .v6, entries: matches.entries6, valueCount: matches.attributes.count),
             prefixCounts: (matches.entries4.count, matches.entries6.count), policy: policy,
-            report: (summary + report).joined(separator: "\n"), createdAt: createdAt)
+            report: (summary + report).joined(separator: "\n"), createdAt: createdAt,
+            sources: imported.sources, attributeSources: matches.attributeSources)
     }
 
     /// Stage 1: the providers the config declares, in order.
@@ -82,6 +86,18 @@ public struct SnapshotCompiler {
         var candidates: [Candidate] = []
         var claims: [ASNClaim] = []
         var hints: [ProviderHint] = []
+        /// Provenance of every file read (providers' sources, top-level sources, ASN table).
+        var sources: [SourceProvenance] = []
+
+        /// Records `data`'s provenance; returns its index for the candidates it yields.
+        mutating func record(_ data: ImportedData, place: String) throws -> UInt16 {
+            guard let provenance = data.provenance else { return ProvenanceSection.noSource }
+            guard sources.count < ProvenanceSection.maximumSources else {
+                throw ConfigError(place: place, message: "more than \(ProvenanceSection.maximumSources) source files")
+            }
+            sources.append(provenance)
+            return UInt16(sources.count - 1)
+        }
     }
 
     /// Stage 2: every provider's sources, then the top-level sources. Providers first named by a
@@ -90,6 +106,7 @@ public struct SnapshotCompiler {
         var imported = ImportedSources()
         func take(_ data: ImportedData, owner: String?, place: String) throws {
             report.append(contentsOf: data.notes)
+            let source = try imported.record(data, place: place)
             for hint in data.hints {
                 providers.addIfMissing(hint.provider)
                 imported.hints.append(hint)
@@ -104,7 +121,7 @@ public struct SnapshotCompiler {
                 }
                 let provider = providers.addIfMissing(name)
                 imported.candidates.append(Candidate(prefix: record.prefix, provider: provider, region: record.region ?? "",
-                                                     asn: record.asn ?? 0, order: imported.candidates.count))
+                                                     asn: record.asn ?? 0, order: imported.candidates.count, source: source))
             }
         }
         for (index, entry) in (config.providers ?? []).enumerated() {
@@ -140,20 +157,22 @@ public struct SnapshotCompiler {
     /// Stage 4: the ASN table. Its prefixes become candidates of the provider that claims their
     /// ASN (or of no provider, with `keepUnassignedPrefixes`); the returned trees give every other
     /// candidate without an ASN the ASN of its longest covering table prefix.
-    func importASNTable(owners: [UInt32: Int32], into candidates: inout [Candidate],
+    func importASNTable(owners: [UInt32: Int32], into imported: inout ImportedSources,
                         report: inout [String]) throws -> ASNPrefixTable {
         var table = ASNPrefixTable()
         let keepUnassigned = config.keepUnassignedPrefixes ?? true
         for (index, source) in (config.asnTable ?? []).enumerated() {
-            for data in try importSource(source, place: "\(configName): asnTable[\(index)]") {
+            let place = "\(configName): asnTable[\(index)]"
+            for data in try importSource(source, place: place) {
                 report.append(contentsOf: data.notes)
+                let sourceIndex = try imported.record(data, place: place)
                 for record in data.prefixes {
                     guard let asn = record.asn else { continue }
                     table.insert(record.prefix, asn: asn)
                     let owner = owners[asn]
                     guard owner != nil || keepUnassigned else { continue }
-                    candidates.append(Candidate(prefix: record.prefix, provider: owner ?? -1, region: record.region ?? "",
-                                                asn: asn, order: candidates.count))
+                    imported.candidates.append(Candidate(prefix: record.prefix, provider: owner ?? -1, region: record.region ?? "",
+                                                         asn: asn, order: imported.candidates.count, source: sourceIndex))
                 }
             }
         }
@@ -192,7 +211,10 @@ public struct SnapshotCompiler {
         options.region = source.region
         return try files.map { file in
             do {
-                return try importer.parse(try SourceFile.read(file), name: file, options: options)
+                var data = try importer.parse(try SourceFile.read(file), name: file, options: options)
+                data.provenance = try ProvenanceRecorder.record(file: file, format: source.format, place: place, data: data,
+                                                                fetch: fetched[file], baseDirectory: baseDirectory)
+                return data
             } catch let error as ImportError {
                 throw ConfigError(place: place, message: error.description)
             }

@@ -82,6 +82,9 @@ def test_redirector_off_still_explains_in_variables(nginx, nginx_module, snapsho
     [entry] = server.wait_access_entries(1)
     assert entry["provider"] == "aws" and entry["prefix"] == "192.0.2.0/24"
     assert entry["action"] == "pass" and entry["target"] == ""
+    # $redirector_source: the file the matched prefix came from, by its path relative to the
+    # config (fixtures/main.yaml reads fixtures/prefixes.csv).
+    assert entry["source"] == "prefixes.csv"
 
 
 @pytest.mark.parametrize("which", ["garbage", "corrupt", "missing"])

@@ -262,7 +262,7 @@ import Testing
                 redirect: { to: registry }
             """)
         #expect(snapshot.ask("198.51.100.1", "/v2/x").description
-            == "action=redirect status=302 location=https://alpha.example/v2/x provider=alpha region=eu-west-1 prefix=198.51.100.0/25 asn=- route=registry target=https://alpha.example")
+            == "action=redirect status=302 location=https://alpha.example/v2/x provider=alpha region=eu-west-1 prefix=198.51.100.0/25 asn=- source=alpha.csv route=registry target=https://alpha.example")
     }
 
     @Test func hashKeyCaptureKeepsOneBlobOnOneMirrorWhateverTheRepository() throws {

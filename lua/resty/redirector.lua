@@ -65,6 +65,7 @@ void rdr_close(rdr_table *t);
 int32_t rdr_lookup(const rdr_table *t, const uint8_t *addr, size_t addrlen);
 int32_t rdr_provider_count(const rdr_table *t);
 const char *rdr_provider_name(const rdr_table *t, int32_t index);
+const char *rdr_attribute_source(const rdr_table *t, int32_t attribute);
 
 typedef enum {
     RDR_PASS     = 0,

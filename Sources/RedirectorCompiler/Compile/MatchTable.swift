@@ -19,9 +19,13 @@ struct ASNPrefixTable {
 }
 
 /// Stage 5: the match attributes (provider, region, ASN) the matchers' values index, sorted by
-/// provider as the format requires, and each family's (prefix, attribute index) entries.
+/// provider as the format requires, each one's source, and each family's (prefix, attribute
+/// index) entries. Attributes are distinct per source too, so an explanation can name the
+/// file a prefix came from.
 struct MatchTable {
     var attributes: [MatchAttributes]
+    /// The source of each attribute (index into the provenance), parallel to ``attributes``.
+    var attributeSources: [UInt16]
     var entries4: [(prefix: IPPrefix, value: UInt32)] = []
     var entries6: [(prefix: IPPrefix, value: UInt32)] = []
 
@@ -30,8 +34,12 @@ struct MatchTable {
          configName: String) throws {
         // Attribute of each owned prefix, numbered in first-seen order, then renumbered in the
         // format's order through one array (no second hashing pass).
-        var firstSeen: [MatchAttributes: Int] = [:]
-        var distinct: [MatchAttributes] = []
+        struct Key: Hashable {
+            var attribute: MatchAttributes
+            var source: UInt16
+        }
+        var firstSeen: [Key: Int] = [:]
+        var distinct: [Key] = []
         var provisional: [Int] = []
         provisional.reserveCapacity(owned.count)
         var lastRegion: (text: String, reference: StringRef)?
@@ -51,7 +59,7 @@ struct MatchTable {
                 // merely starts at the same address.
                 asn = tree.longestMatch(candidate.prefix.network, maxLength: candidate.prefix.length)?.value ?? 0
             }
-            let attribute = MatchAttributes(provider: candidate.provider, region: region, asn: asn)
+            let attribute = Key(attribute: MatchAttributes(provider: candidate.provider, region: region, asn: asn), source: candidate.source)
             if let index = firstSeen[attribute] {
                 provisional.append(index)
             } else {
@@ -61,10 +69,12 @@ struct MatchTable {
             }
         }
         let order = distinct.indices.sorted {
-            (distinct[$0].provider, distinct[$0].region.offset, distinct[$0].asn)
-                < (distinct[$1].provider, distinct[$1].region.offset, distinct[$1].asn)
+            let (left, right) = (distinct[$0].attribute, distinct[$1].attribute)
+            return (left.provider, left.region.offset, left.asn, distinct[$0].source)
+                < (right.provider, right.region.offset, right.asn, distinct[$1].source)
         }
-        attributes = order.map { distinct[$0] }
+        attributes = order.map { distinct[$0].attribute }
+        attributeSources = order.map { distinct[$0].source }
         guard attributes.count <= Int(PackedMatch.maximumValue) + 1, providerCount <= Int(Int16.max),
               Set(attributes.map(\.region)).count <= Int(UInt16.max) else {
             throw ConfigError(place: configName, message: "too many providers, regions or provider/region/ASN combinations for the snapshot format")

@@ -9,6 +9,8 @@ struct Candidate {
     var asn: UInt32
     /// Position in reading order, the rule's last tie-breaker.
     var order: Int
+    /// Index of the source file it came from in the snapshot's provenance.
+    var source: UInt16 = ProvenanceSection.noSource
 }
 
 /// Providers in declaration order, with their config entries.

@@ -60,6 +60,15 @@ public struct ImportedData: Sendable {
     public var hints: [ProviderHint] = []
     /// Notes for the compile report (masked host bits, duplicates inside the source).
     public var notes: [String] = []
+    /// The publisher's own version of the data, where the format has one (AWS and Google Cloud
+    /// `syncToken`, Azure `changeNumber`, a pyasn dump's date).
+    public var publisherVersion: String?
+    /// When the publisher made the data, Unix seconds, where the format says (AWS `createDate`,
+    /// Google Cloud `creationTime`, the location database's creation time).
+    public var publishedAt: UInt64?
+    /// Where the data came from: set by the compiler after parsing (file digest, config place,
+    /// fetch), nil from an importer.
+    public var provenance: SourceProvenance?
 
     /// Empty data.
     public init() {}

@@ -224,6 +224,7 @@ extension Snapshot {
                 prefix: matchedPrefix(of: decision, client: client), asn: decision.attributes.asn,
                 route: strings.string(names.route), target: strings.string(decision.target), headers: responseHeaders)
             explanation.pool = strings.string(names.pool)
+            explanation.source = source(ofAttribute: decision.attributeIndex)?.name ?? ""
             explanation.step = decision.step
             explanation.skipped = skipped(trace)
             return explanation

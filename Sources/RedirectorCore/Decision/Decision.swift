@@ -65,6 +65,9 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
     public var prefix: IPPrefix?
     /// ASN, 0 when unknown.
     public var asn: UInt32
+    /// Name of the source that produced the matched prefix (``SourceProvenance/name``), empty
+    /// when nothing matched or the snapshot records no provenance.
+    public var source: String = ""
     /// Deciding route name, empty when none.
     public var route: String
     /// Target base URL, empty unless redirecting.
@@ -93,7 +96,7 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
         return [
             ("action", quote(action)), ("status", "\(status)"), ("location", location.map(quote) ?? "null"),
             ("provider", quote(provider)), ("region", quote(region)), ("prefix", prefix.map { quote("\($0)") } ?? "null"),
-            ("asn", "\(asn)"), ("route", quote(route)), ("target", quote(target)), ("pool", quote(pool)),
+            ("asn", "\(asn)"), ("source", source.isEmpty ? "null" : quote(source)), ("route", quote(route)), ("target", quote(target)), ("pool", quote(pool)),
             ("step", quote(step.name)), ("skipped", "[" + skipped.map(quote).joined(separator: ", ") + "]"),
             ("headers", "{" + headers.map { "\(quote($0.name)): \(quote($0.value))" }.joined(separator: ", ") + "}"),
         ]
@@ -107,6 +110,7 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
         fields.append("region=\(region.isEmpty ? "-" : region)")
         fields.append("prefix=\(prefix.map { "\($0)" } ?? "-")")
         fields.append("asn=\(asn == 0 ? "-" : "\(asn)")")
+        fields.append("source=\(source.isEmpty ? "-" : source)")
         fields.append("route=\(route.isEmpty ? "-" : route)")
         if !target.isEmpty { fields.append("target=\(target)") }
         if !pool.isEmpty { fields.append("pool=\(pool)") }

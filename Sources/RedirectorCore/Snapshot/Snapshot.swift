@@ -35,6 +35,13 @@ public final class Snapshot: @unchecked Sendable {
     public let byteCount: Int
     /// The checksum stored in (and verified against) the file.
     public let checksum: UInt64
+    /// Where each source file came from (empty for a snapshot without a `SRCS` section).
+    public let sources: [SourceProvenance]
+    /// Each source's name in the string table, for C callers.
+    let sourceNames: [StringRef]
+    /// For each attribute, its source's index in ``sources`` or ``ProvenanceSection/noSource``
+    /// (empty for a snapshot without an `ASRC` section).
+    public let attributeSources: [UInt16]
 
     /// The attribute array (``MatchAttributes/byteSize`` bytes each), validated at open.
     public let attributes: UnsafeRawPointer
@@ -192,6 +199,16 @@ public final class Snapshot: @unchecked Sendable {
             self.prefixCounts = (Int(try info.read(UInt32.self)), Int(try info.read(UInt32.self)))
             let infoBytes = try section(.info)
             self.report = String(decoding: infoBytes[8...], as: UTF8.self)
+            let provenance = try sections[SnapshotFormat.Tag.sources.code].map { try ProvenanceSection.decode($0, strings: strings) }
+            self.sources = provenance?.sources ?? []
+            self.sourceNames = provenance?.names ?? []
+            if let attributeSources = sections[SnapshotFormat.Tag.attributeSources.code] {
+                guard provenance != nil else { throw fail("has an attribute source section (ASRC) but no provenance section (SRCS)") }
+                self.attributeSources = try ProvenanceSection.decode(attributeSources: attributeSources, attributeCount: attributeCount,
+                                                                     sourceCount: provenance?.sources.count ?? 0)
+            } else {
+                self.attributeSources = []
+            }
             self.strings = strings
             self.policy = policy
             self.tables = .allocate(capacity: 1)
@@ -277,6 +294,22 @@ public final class Snapshot: @unchecked Sendable {
         case .v4: return ipv4.longestMatch(address)
         case .v6: return ipv6.longestMatch(address)
         }
+    }
+
+    /// The source that produced attribute `index`, nil when the snapshot does not record one.
+    public func source(ofAttribute index: UInt32?) -> SourceProvenance? {
+        sourceIndex(ofAttribute: index).map { sources[$0] }
+    }
+
+    /// The source's name as a C string owned by the snapshot, nil when none is recorded.
+    public func sourceName(ofAttribute index: UInt32?) -> UnsafePointer<CChar>? {
+        sourceIndex(ofAttribute: index).map { strings.cString(sourceNames[$0]) }
+    }
+
+    private func sourceIndex(ofAttribute index: UInt32?) -> Int? {
+        guard let index, Int(index) < attributeSources.count else { return nil }
+        let source = Int(attributeSources[Int(index)])
+        return source < sources.count ? source : nil
     }
 
     /// Provider name for an index ("" for -1 or out of range).

@@ -17,7 +17,14 @@
 /// `P6DR`/`P6ND`/`P6LF` the IPv4/IPv6 answer tries (direct array, nodes, leaves = attribute
 /// index + 1; see ``PoptrieImage``), `L4DR`/`L4ND`/`L4LF` and `L6DR`/`L6ND`/`L6LF` the length
 /// tries beside them (leaves = prefix length + 1; see ``PoptrieMatcher``), `POLI` the policy (see
-/// ``Policy``), `INFO` prefix counts (two u32) and the compile report (UTF-8).
+/// ``Policy``), `INFO` prefix counts (two u32) and the compile report (UTF-8), and the optional
+/// `SRCS` provenance (where each source file came from) and `ASRC` (the source of each
+/// attribute; see ``ProvenanceSection``).
+///
+/// `SRCS` and `ASRC` were added without a version change: loaders skip tags they do not know,
+/// so older builds read such snapshots (without provenance), and this build reads snapshots
+/// without them (no provenance, no source names). Their contents are validated like every
+/// other section's.
 ///
 /// Version 1 had one trie per family with the length packed into every leaf; its files are
 /// refused with a message to recompile.
@@ -62,6 +69,8 @@ public enum SnapshotFormat {
         case lengthLeaves6 = "L6LF"
         case policy = "POLI"
         case info = "INFO"
+        case sources = "SRCS"
+        case attributeSources = "ASRC"
 
         /// The tag as stored: four ASCII bytes read as a little-endian integer.
         var code: UInt32 {
@@ -89,10 +98,18 @@ public struct SnapshotContents: Sendable {
     public var report: String
     /// Creation time, Unix seconds.
     public var createdAt: UInt64
+    /// Where each source file came from (written as `SRCS` when not empty).
+    public var sources: [SourceProvenance]
+    /// For each attribute, the index in ``sources`` of the source that produced it, or
+    /// ``ProvenanceSection/noSource`` (written as `ASRC` when it has one entry per attribute).
+    public var attributeSources: [UInt16]
 
     /// Creates contents.
     public init(strings: StringTableBuilder, attributes: [MatchAttributes], ipv4: PoptrieMatcherImage, ipv6: PoptrieMatcherImage,
-                prefixCounts: (v4: Int, v6: Int), policy: Policy, report: String, createdAt: UInt64) {
+                prefixCounts: (v4: Int, v6: Int), policy: Policy, report: String, createdAt: UInt64,
+                sources: [SourceProvenance] = [], attributeSources: [UInt16] = []) {
+        self.sources = sources
+        self.attributeSources = attributeSources
         self.strings = strings
         self.attributes = attributes
         self.ipv4 = ipv4
@@ -106,6 +123,9 @@ public struct SnapshotContents: Sendable {
     /// The snapshot file's bytes.
     public func encoded() -> [UInt8] {
         var sections: [(SnapshotFormat.Tag, [UInt8])] = []
+        // Provenance strings join the table before it is written.
+        var strings = self.strings
+        let sourceBytes = ProvenanceSection.encode(sources, strings: &strings)
         sections.append((.strings, strings.bytes))
         var regions: [StringRef] = [.empty]
         var regionIndex: [StringRef: Int] = [.empty: 0]
@@ -142,6 +162,12 @@ public struct SnapshotContents: Sendable {
         writer.write(UInt32(prefixCounts.v6))
         writer.write(bytes: report.utf8)
         sections.append((.info, writer.bytes))
+        if !sources.isEmpty {
+            sections.append((.sources, sourceBytes))
+            if attributeSources.count == attributes.count {
+                sections.append((.attributeSources, ProvenanceSection.encode(attributeSources: attributeSources)))
+            }
+        }
 
         var file = ByteWriter()
         file.write(bytes: SnapshotFormat.magic)

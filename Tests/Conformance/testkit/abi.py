@@ -93,6 +93,7 @@ PROTOTYPES = {
     "rdr_lookup_batch_v4": (_SIZE, [_TABLE, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_int32), _SIZE]),
     "rdr_provider_count": (ctypes.c_int32, [_TABLE]),
     "rdr_provider_name": (_TEXT, [_TABLE, ctypes.c_int32]),
+    "rdr_attribute_source": (_TEXT, [_TABLE, ctypes.c_int32]),
     "rdr_decide": (ctypes.c_int, [_TABLE, ctypes.POINTER(Request), ctypes.POINTER(Decision), _TEXT, _SIZE]),
     "rdr_format_prefix": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(Decision), _TEXT, _SIZE]),
     "rdr_route_header_count": (ctypes.c_int32, [_TABLE, ctypes.c_int32]),

@@ -129,7 +129,7 @@ def parse_explain(text: str | None) -> dict[str, str] | None:
     key = None
     for token in text.split(" "):
         m = re.match(r"^([a-z_]+)=(.*)$", token)
-        if m and m.group(1) in ("action", "status", "location", "provider", "region", "prefix", "asn",
+        if m and m.group(1) in ("action", "status", "location", "provider", "region", "prefix", "asn", "source",
                                  "route", "target", "client", "header", "pool", "member", "step", "skipped"):
             key = m.group(1)
             if key == "header":
