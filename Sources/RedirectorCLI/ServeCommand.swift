@@ -64,6 +64,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Add X-Redirector-Explain to decision answers and serve /explain. Env: REDIRECTOR_EXPLAIN=1.")
     var explain = false
 
+    @Option(name: .long, help: "Warn in the log, on every snapshot load, about each source older than this (3600, 90m, 36h). Env: REDIRECTOR_MAX_SOURCE_AGE. Default: no warning.")
+    var maxSourceAge: String?
+
     @Option(name: .long, help: "Snapshot file poll interval (5, 5s, 500ms; 0 disables polling, SIGHUP still reloads). Env: REDIRECTOR_RELOAD_INTERVAL. Default 5s.")
     var reloadInterval: String?
 
@@ -148,6 +151,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let interval = try duration(reloadInterval, "REDIRECTOR_RELOAD_INTERVAL") {
             configuration.reloadInterval = interval == .zero ? nil : interval
         }
+        if let age = try duration(maxSourceAge, "REDIRECTOR_MAX_SOURCE_AGE") { configuration.maximumSourceAge = age == .zero ? nil : age }
         if let timeout = try duration(requestTimeout, "REDIRECTOR_REQUEST_TIMEOUT") { configuration.requestTimeout = timeout }
         if let timeout = try duration(idleTimeout, "REDIRECTOR_IDLE_TIMEOUT") { configuration.idleTimeout = timeout }
         if let bytes = try integer(maxHeaderBytes, "REDIRECTOR_MAX_HEADER_BYTES") { configuration.maximumHeaderBytes = bytes }

@@ -116,6 +116,9 @@ public struct SidecarConfiguration: Sendable {
     public var explain = false
     /// How often the snapshot file is checked for a change; nil disables polling (SIGHUP still reloads).
     public var reloadInterval: Duration? = .seconds(5)
+    /// Log a warning, on every snapshot load, for each source older than this (publisher date,
+    /// else fetch time, else compile time); nil never warns.
+    public var maximumSourceAge: Duration?
     /// Longest time a request may take from its head to its end before it is answered and the connection closed.
     public var requestTimeout: Duration = .seconds(5)
     /// Idle connections are closed after this long without a request.

@@ -1,5 +1,6 @@
 import Prometheus
 import RedirectorCore
+import Synchronization
 
 /// The outcome label of a decision.
 public enum DecisionOutcome: Int, Sendable, CaseIterable {
@@ -36,6 +37,7 @@ public enum DecisionOutcome: Int, Sendable, CaseIterable {
 /// | `redirector_request_timeouts_total` | counter | — |
 /// | `redirector_snapshot_age_seconds` | gauge | — (now − the snapshot's creation time) |
 /// | `redirector_snapshot_created_timestamp_seconds` | gauge | — |
+/// | `redirector_source_age_seconds` | gauge | `source`, `format` (now − the source's publisher date, else its fetch time, else the snapshot's compile time; see ``SourceProvenance/dataTime(compiledAt:)``) |
 /// | `redirector_snapshot_loaded_timestamp_seconds` | gauge | — |
 /// | `redirector_snapshot_prefixes` | gauge | `family` |
 /// | `redirector_snapshot_reloads_total` | counter | `result` (`success`, `failure`) |
@@ -55,6 +57,8 @@ public final class SidecarMetrics: Sendable {
     let reloadFailures: Counter
     let lastReloadSuccess: Gauge
     let snapshotAge: Gauge
+    /// One age gauge per source of the serving snapshot, with the time its age is measured from.
+    private let sourceAges = Mutex<[(gauge: Gauge, since: Double)]>([])
     let snapshotCreated: Gauge
     let snapshotLoaded: Gauge
     let prefixes4: Gauge
@@ -136,6 +140,17 @@ public final class SidecarMetrics: Sendable {
         snapshotLoaded.set(to: time)
         prefixes4.set(to: Double(snapshot.prefixCounts.v4))
         prefixes6.set(to: Double(snapshot.prefixCounts.v6))
+        let descriptor = MetricNameDescriptor(
+            namespace: "redirector", metricName: "source_age", unitName: "seconds",
+            helpText: "Seconds since the source's publisher date (else its fetch time, else the snapshot's compile time).")
+        sourceAges.withLock { ages in
+            // A reload replaces the sources: gauges of sources gone must not linger.
+            for (gauge, _) in ages { registry.unregisterGauge(gauge) }
+            ages = snapshot.sources.map { source in
+                (registry.makeGauge(descriptor: descriptor, labels: [("source", source.name), ("format", source.format)]),
+                 Double(source.dataTime(compiledAt: snapshot.createdAt)))
+            }
+        }
     }
 
     /// The exposition text, with time-dependent gauges brought up to date.
@@ -143,6 +158,9 @@ public final class SidecarMetrics: Sendable {
         let serving = store.serving
         if let loaded = serving?.loaded {
             snapshotAge.set(to: max(0, now - Double(loaded.snapshot.createdAt)))
+        }
+        sourceAges.withLock { ages in
+            for (gauge, since) in ages { gauge.set(to: max(0, now - since)) }
         }
         health.updateAge(health: serving?.health, now: now)
         ready.set(to: isReady ? 1 : 0)

@@ -54,6 +54,7 @@ public final class SidecarServer: Service, Sendable {
         self.logger = logger
         self.metrics = metrics
         self.store = SnapshotStore(path: configuration.snapshotPath, extraTrustedProxies: configuration.trustedProxies,
+                                   maximumSourceAge: configuration.maximumSourceAge.map { Double($0.components.seconds) },
                                    metrics: metrics, logger: logger)
         self.context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store,
                                       metrics: metrics, logger: logger, lifecycle: lifecycle)

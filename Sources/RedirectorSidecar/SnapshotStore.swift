@@ -109,15 +109,19 @@ public final class SnapshotStore: Sendable {
     /// The watched file.
     public let path: String
     let extraTrustedProxies: [IPPrefix]
+    /// Sources older than this many seconds are logged as a warning on every load (nil: never).
+    let maximumSourceAge: Double?
     let metrics: SidecarMetrics
     let logger: Logger
     private let state = Mutex<(serving: ServingState?, status: ReloadStatus, failedIdentity: FileIdentity?)>((nil, ReloadStatus(), nil))
     private let version = Atomic<Int>(0)
 
     /// A store for the snapshot at `path`; nothing is loaded until ``reload(reason:force:)``.
-    public init(path: String, extraTrustedProxies: [IPPrefix] = [], metrics: SidecarMetrics, logger: Logger) {
+    public init(path: String, extraTrustedProxies: [IPPrefix] = [], maximumSourceAge: Double? = nil, metrics: SidecarMetrics,
+                logger: Logger) {
         self.path = path
         self.extraTrustedProxies = extraTrustedProxies
+        self.maximumSourceAge = maximumSourceAge
         self.metrics = metrics
         self.logger = logger
     }
@@ -196,6 +200,7 @@ public final class SnapshotStore: Sendable {
                 "prefixes_v6": "\(snapshot.prefixCounts.v6)", "bytes": "\(snapshot.byteCount)",
                 "previous_checksum": "\(previous.map { String($0.snapshot.checksum, radix: 16) } ?? "-")",
             ])
+            warnAboutStaleSources(snapshot, now: now)
             return true
         } catch {
             let message = "\(error)"
@@ -214,6 +219,21 @@ public final class SnapshotStore: Sendable {
                 "action": "\(serving ? "previous snapshot keeps serving" : "no snapshot loaded: not ready")",
             ])
             return false
+        }
+    }
+
+    /// Logs one warning per source older than ``maximumSourceAge`` (once per load: the metric
+    /// `redirector_source_age_seconds` is what alerts watch between loads).
+    func warnAboutStaleSources(_ snapshot: Snapshot, now: Double) {
+        guard let maximumSourceAge else { return }
+        for source in snapshot.sources {
+            let since = Double(source.dataTime(compiledAt: snapshot.createdAt))
+            guard now - since > maximumSourceAge else { continue }
+            logger.warning("source older than the maximum age", metadata: [
+                "source": "\(source.name)", "format": "\(source.format)", "age_seconds": "\(Int64(now - since))",
+                "maximum_seconds": "\(Int64(maximumSourceAge))", "measured_from": "\(source.dataTimeBasis)",
+                "version": "\(source.publisherVersion ?? "-")", "path": "\(path)",
+            ])
         }
     }
 

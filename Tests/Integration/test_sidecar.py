@@ -12,6 +12,8 @@ address plan is in testkit/fixtures.py. Run: `pytest Tests/Integration/test_side
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import signal
 import threading
@@ -101,8 +103,9 @@ def sidecar(sidecar_snapshots, work):
     path = work / "serving.rdb"
     shutil.copyfile(sidecar_snapshots["main"], path)
     standalone = free_port()
+    # --max-source-age 1ms: every source is older than that at startup, so each is warned about once.
     server = Sidecar(path, work / "sidecar.log", trusted=SIDECAR_TRUST,
-                     extra_args=["--listen", f"standalone=127.0.0.1:{standalone}"])
+                     extra_args=["--listen", f"standalone=127.0.0.1:{standalone}", "--max-source-age", "1ms"])
     server.standalone_port = standalone
     server.start()
     yield server
@@ -191,6 +194,28 @@ def test_operations_endpoints(sidecar, sidecar_snapshots):
     assert request(sidecar.port, "GET", "/nope").status == 404
     records = sidecar.log_records()
     assert any(r.get("msg") == "snapshot loaded" and r.get("reason") == "startup" for r in records)
+
+
+def test_source_age_metric_moves_and_stale_sources_are_logged(sidecar, sidecar_snapshots):
+    """redirector_source_age_seconds: one gauge per source of the snapshot (`inspect --provenance
+    --json` lists them), measured at scrape time, so it grows between scrapes; with
+    --max-source-age each source older than that is warned about on load."""
+    provenance = json.loads(run([paths.CLI, "inspect", "--provenance", "--json", sidecar_snapshots["main"]]).stdout)
+    since = {source["name"]: source["dataTime"] for source in provenance["sources"]}
+    names = sorted(since)
+    assert names, provenance
+    ages = lambda metrics: {key: value for key, value in metrics.items() if key.startswith("redirector_source_age_seconds{")}
+    first = ages(sidecar.metrics())
+    assert sorted(re.search(r'source="([^"]*)"', key).group(1) for key in first) == names
+    time.sleep(2.2)
+    second = ages(sidecar.metrics())
+    assert first.keys() == second.keys()
+    for key, value in second.items():
+        assert 2.0 <= value - first[key] <= 4.0, (key, first[key], value)
+        # Measured from the time inspect reports (publisher date, else fetch, else compile time).
+        assert abs(value - (time.time() - since[re.search(r'source="([^"]*)"', key).group(1)])) <= 3, (key, value)
+    warned = [r for r in sidecar.log_records() if r.get("msg") == "source older than the maximum age"]
+    assert sorted({r["source"] for r in warned}) == names and all(r["maximum_seconds"] == "0" for r in warned)
 
 
 # --------------------------------------------------------------------------- behind each proxy
