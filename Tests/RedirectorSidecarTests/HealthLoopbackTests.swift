@@ -4,10 +4,10 @@ import Testing
 
 /// The real prober (AsyncHTTPClient) against a real HTTP server on loopback.
 @Suite(.serialized) struct HealthLoopbackTests {
-    /// Waits (polling, at most 10 s) until `condition` holds.
+    /// Waits (polling, at most 120 s: a parallel run on two cores can starve the pool) until `condition` holds.
     private func eventually(_ condition: () -> Bool) async throws -> Bool {
         let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(10)
+        let deadline = clock.now + .seconds(120)
         while !condition() {
             guard clock.now < deadline else { return false }
             try await Task.sleep(for: .milliseconds(10))

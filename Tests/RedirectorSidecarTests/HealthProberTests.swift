@@ -230,7 +230,10 @@ final class ManualClock: Sendable {
         let task = Task { await prober.run() }
         defer { task.cancel() }
         let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(10)
+        // A generous bound: the loop ends as soon as the member is down; the bound only stops a
+        // broken prober from hanging the run (under a parallel `swift test` on two cores the
+        // cooperative pool can be starved for seconds).
+        let deadline = clock.now + .seconds(120)
         while prober.current.records[0].state != .down && clock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
