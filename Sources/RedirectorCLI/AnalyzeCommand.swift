@@ -26,21 +26,10 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The snapshot (.rdb) deciding each request.")
     var snapshot: String
 
-    @Option(name: .shortAndLong, help: "Log format: \(LogFormats.all.map(\.name).joined(separator: ", ")).")
-    var format = "combined"
-
-    @Option(name: .customLong("log-format"),
-            help: "Format string: an NGINX log_format (custom), an Envoy format string (envoy), or a CSV header row (gcs).")
-    var logFormat: String?
+    @OptionGroup var reading: LogReadingOptions
 
     @Option(name: .customLong("asn-table"), help: "pyasn ipasn dump (plain or .gz) giving ASNs for clients the snapshot has none for. Repeatable.")
     var asnTables: [String] = []
-
-    @Option(name: .customLong("trusted-proxy"), help: "Extra trusted proxy prefix for X-Forwarded-For resolution. Repeatable.")
-    var trustedProxies: [String] = []
-
-    @Option(name: .customLong("strip-path-prefix"), help: "Remove this prefix from targets before deciding (e.g. a bucket name in GCS logs).")
-    var stripPathPrefix: String?
 
     @Option(help: "Write the per-provider/region/ASN table as CSV (- for standard output).")
     var csv: String?
@@ -67,22 +56,9 @@ struct AnalyzeCommand: ParsableCommand {
     var files: [String] = []
 
     func run() throws {
-        guard let logFormatPlugin = LogFormats.format(named: format) else {
-            throw CommandFailure(description: "unknown --format \(format); known: \(LogFormats.all.map(\.name).joined(separator: ", "))")
-        }
-        var parser: any LogParser
-        do {
-            parser = try logFormatPlugin.makeParser(options: LogFormatOptions(formatString: logFormat))
-        } catch {
-            throw CommandFailure(description: "\(error)")
-        }
-        var extraProxies: [IPPrefix] = []
-        for text in trustedProxies {
-            guard let prefix = IPPrefix(text) ?? IPAddress(text).map({ IPPrefix(network: $0, length: $0.family.bitWidth) }) else {
-                throw CommandFailure(description: "--trusted-proxy \(text): not an address or prefix")
-            }
-            extraProxies.append(prefix)
-        }
+        var parser = try reading.makeParser()
+        let options = try reading.analyzerOptions()
+        let format = reading.format
         let table = try openSnapshot(snapshot)
         var asnTable: ASNTable?
         if !asnTables.isEmpty {
@@ -96,26 +72,17 @@ struct AnalyzeCommand: ParsableCommand {
                 printError("loaded \(asnTable.prefixCounts.v4) IPv4 and \(asnTable.prefixCounts.v6) IPv6 ASN prefixes (\(asnTable.asnCount) ASNs) in \((ContinuousClock.now - start).milliseconds) ms")
             }
         }
-        let analyzer = TrafficAnalyzer(
-            snapshot: table, asnTable: asnTable,
-            options: AnalyzerOptions(trustedProxies: extraProxies, stripPathPrefix: stripPathPrefix))
+        let analyzer = TrafficAnalyzer(snapshot: table, asnTable: asnTable, options: options)
 
         let start = ContinuousClock.now
-        var reporter = ProgressReporter(enabled: showProgress, interactive: isatty(2) == 1, start: start)
+        var reporter = ProgressReporter(command: "analyze", enabled: showProgress, interactive: isatty(2) == 1, start: start)
         for path in files.isEmpty ? ["-"] : files {
-            let input: LogInput
-            do {
-                input = try LogInput(path: path)
-            } catch {
-                throw CommandFailure(description: "\(error)")
-            }
-            try analyzer.consume(input, parser: &parser) { analyzer in
-                reporter.update(analyzer, input: path)
+            try analyzer.consume(try openLogInput(path), parser: &parser) { analyzer in
+                reporter.update(input: path) { analyzer.statistics }
             }
         }
         reporter.finish()
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = ProgressReporter.seconds(since: start)
         let report = analyzer.report(format: format, elapsedSeconds: seconds)
 
         var summaryToStandardError = false
@@ -149,36 +116,54 @@ struct AnalyzeCommand: ParsableCommand {
     }
 }
 
+/// Opens a log input (a file, or - for standard input) or fails with the reader's message.
+func openLogInput(_ path: String) throws -> LogInput {
+    do {
+        return try LogInput(path: path)
+    } catch {
+        throw CommandFailure(description: "\(error)")
+    }
+}
+
 /// Progress lines on standard error, at most one a second.
 struct ProgressReporter {
+    let command: String
     let enabled: Bool
     let interactive: Bool
     let start: ContinuousClock.Instant
     var last: ContinuousClock.Instant
     var printed = false
 
-    init(enabled: Bool, interactive: Bool, start: ContinuousClock.Instant) {
+    init(command: String, enabled: Bool, interactive: Bool, start: ContinuousClock.Instant) {
+        self.command = command
         self.enabled = enabled
         self.interactive = interactive
         self.start = start
         self.last = start
     }
 
-    mutating func update(_ analyzer: TrafficAnalyzer, input: String) {
+    /// Prints `statistics()` when a second has passed since the last line.
+    mutating func update(input: String, statistics: () -> InputStatistics) {
         guard enabled else { return }
         let now = ContinuousClock.now
         guard now - last >= .seconds(1) else { return }
         last = now
-        let elapsed = now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let stats = analyzer.statistics
+        let seconds = ProgressReporter.seconds(since: start)
+        let stats = statistics()
         let rate = seconds > 0 ? Double(stats.lines) / seconds : 0
-        let text = "analyze: \(Formatting.grouped(stats.lines)) lines, \(Formatting.bytes(UInt64(max(stats.inputBytes, 0)))) "
+        let text = "\(command): \(Formatting.grouped(stats.lines)) lines, \(Formatting.bytes(UInt64(max(stats.inputBytes, 0)))) "
             + "(\(Formatting.compact(rate)) lines/s), \(Formatting.grouped(stats.malformedTotal)) malformed — \(input)"
         FileOutput.write(interactive ? "\r\u{1B}[K" + text : text + "\n", to: 2)
         printed = true
     }
 
+    /// Seconds elapsed since `start`.
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    /// Clears the progress line.
     mutating func finish() {
         if enabled && interactive && printed { FileOutput.write("\r\u{1B}[K", to: 2) }
     }

@@ -101,7 +101,7 @@ public struct MalformedExample: Sendable, Equatable {
 /// ``DistinctCounter`` of client addresses; hours are bounded by ``AnalyzerOptions/maximumHours``.
 ///
 /// Not thread-safe: use one analyzer per thread and merge their reports' inputs by running again.
-public final class TrafficAnalyzer {
+public final class TrafficAnalyzer: LogRecordSink {
     /// The snapshot deciding every request.
     public let snapshot: Snapshot
     /// The fallback ASN source for clients the snapshot has no ASN for.
@@ -110,16 +110,21 @@ public final class TrafficAnalyzer {
     public let options: AnalyzerOptions
 
     /// Line statistics so far.
-    public private(set) var statistics = InputStatistics()
+    public var statistics: InputStatistics {
+        var statistics = reader.statistics
+        statistics.invalidClientAddresses = clients.invalid
+        statistics.missingClientAddresses = clients.missing
+        return statistics
+    }
     /// Examples of malformed lines.
-    public private(set) var examples: [MalformedExample] = []
+    public var examples: [MalformedExample] { reader.examples }
     /// Inputs analyzed, with their line counts and warnings.
-    public private(set) var inputs: [(name: String, lines: Int, warning: String?)] = []
+    public var inputs: [(name: String, lines: Int, warning: String?)] { reader.inputs }
 
-    private let resolver: ClientAddressResolver
-    private let checksTrust: Bool
+    private let reader: LogReader
+    private var clients: LogClientResolution
     private let locationBuffer: UnsafeMutableRawBufferPointer
-    private let stripPrefix: [UInt8]
+    private let stripper: TargetPrefixStripper
     private let providerCount: Int
     private let attributeProvider: [Int32]
     private let attributeASN: [UInt32]
@@ -148,15 +153,12 @@ public final class TrafficAnalyzer {
         self.snapshot = snapshot
         self.asnTable = asnTable
         self.options = options
-        let trusted = snapshot.policy.trustedProxies + options.trustedProxies
-        resolver = ClientAddressResolver(trustedProxies: trusted)
-        checksTrust = !trusted.isEmpty
+        reader = LogReader(maximumExamples: options.maximumExamples)
+        clients = LogClientResolution(snapshot: snapshot, extra: options.trustedProxies)
         locationBuffer = .allocate(byteCount: 8192, alignment: 8)
         clientCache = .allocate(capacity: TrafficAnalyzer.cacheSize)
         clientCache.initialize(repeating: (0, -2, 0))
-        var strip = Array((options.stripPathPrefix ?? "").utf8)
-        while strip.last == UInt8(ascii: "/") { strip.removeLast() }
-        stripPrefix = strip
+        stripper = TargetPrefixStripper(options.stripPathPrefix)
         providerCount = snapshot.policy.providers.count
         var providers: [Int32] = []
         var asns: [UInt32] = []
@@ -179,67 +181,7 @@ public final class TrafficAnalyzer {
 
     /// Reads every line of `input` through `parser`. `progress` is called about every 65,536 lines.
     public func consume(_ input: LogInput, parser: inout any LogParser, progress: ((TrafficAnalyzer) -> Void)? = nil) throws {
-        let before = statistics.lines
-        defer {
-            inputs.append((input.name, Int(statistics.lines &- before), input.warning))
-        }
-        if var concrete = parser as? FieldExtractorParser {
-            try consumeLines(input, parser: &concrete, progress: progress)
-            parser = concrete
-        } else if var concrete = parser as? GCSUsageLogParser {
-            try consumeLines(input, parser: &concrete, progress: progress)
-            parser = concrete
-        } else {
-            try consumeLines(input, parser: &parser, progress: progress)
-        }
-    }
-
-    private func consumeLines<P: LogParser>(_ input: LogInput, parser: inout P, progress: ((TrafficAnalyzer) -> Void)?) throws {
-        var record = LogRecord()
-        var countdown = 65_536
-        var oversized = input.oversizedLines
-        var bytesBefore = input.bytesRead
-        while let line = try input.nextLine() {
-            statistics.lines &+= 1
-            if input.oversizedLines != oversized {
-                let dropped = input.oversizedLines &- oversized
-                oversized = input.oversizedLines
-                statistics.lines &+= UInt64(dropped)
-                statistics.malformed[MalformedReason.tooLong.rawValue] &+= UInt64(dropped)
-                noteExample(input: input.name, line: input.lineNumber &- 1, reason: .tooLong, text: UnsafeRawBufferPointer(start: nil, count: 0))
-            }
-            switch parser.parse(line, into: &record) {
-            case .record:
-                statistics.records &+= 1
-                add(record)
-            case .skip:
-                statistics.skipped &+= 1
-            case .malformed(let reason):
-                statistics.malformed[reason.rawValue] &+= 1
-                noteExample(input: input.name, line: input.lineNumber, reason: reason, text: line)
-            }
-            countdown &-= 1
-            if countdown == 0 {
-                countdown = 65_536
-                statistics.inputBytes &+= input.bytesRead &- bytesBefore
-                bytesBefore = input.bytesRead
-                progress?(self)
-            }
-        }
-        if input.oversizedLines != oversized {
-            let dropped = input.oversizedLines &- oversized
-            statistics.lines &+= UInt64(dropped)
-            statistics.malformed[MalformedReason.tooLong.rawValue] &+= UInt64(dropped)
-            noteExample(input: input.name, line: input.lineNumber, reason: .tooLong, text: UnsafeRawBufferPointer(start: nil, count: 0))
-        }
-        statistics.inputBytes &+= input.bytesRead &- bytesBefore
-    }
-
-    private func noteExample(input: String, line: Int, reason: MalformedReason, text: UnsafeRawBufferPointer) {
-        guard examples.count < options.maximumExamples else { return }
-        var shown = TextEscaping.displayBytes(text.prefix(160))
-        if text.count > 160 { shown += "…" }
-        examples.append(MalformedExample(input: input, line: line, reason: reason, text: shown))
+        try reader.consume(input, parser: &parser, sink: self) { progress?(self) }
     }
 
     // MARK: - Hot path
@@ -247,9 +189,8 @@ public final class TrafficAnalyzer {
     /// Decides and counts one record.
     @inline(__always)
     public func add(_ record: LogRecord) {
-        let client = resolveClient(record)
-        var target = record.target
-        if !stripPrefix.isEmpty { target = stripped(target) }
+        let client = clients.client(of: record)
+        let target = stripper.apply(record.target)
         let decision = snapshot.decide(client: client, method: record.method, target: target,
                                        location: locationBuffer)
         let attribute: Int32 = decision.attributeIndex.map { Int32(truncatingIfNeeded: $0) } ?? -1
@@ -287,61 +228,11 @@ public final class TrafficAnalyzer {
                     if decision.action == .redirect { values[currentHourBase &+ providerCount &+ 1] &+= bytes }
                 }
             } else {
-                statistics.hoursDropped &+= 1
+                reader.statistics.hoursDropped &+= 1
             }
         } else {
-            statistics.untimedRecords &+= 1
+            reader.statistics.untimedRecords &+= 1
         }
-    }
-
-    /// The target without ``AnalyzerOptions/stripPathPrefix`` when it starts with it (followed by `/`, `?` or the end).
-    @inline(__always)
-    private func stripped(_ target: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        let count = stripPrefix.count
-        guard target.count >= count else { return target }
-        let matches = stripPrefix.withUnsafeBytes { ByteScanning.hasBytes($0, in: target, at: 0) }
-        guard matches else { return target }
-        if target.count == count { return UnsafeRawBufferPointer(rebasing: target[..<0]) }
-        let next = target[count]
-        guard next == UInt8(ascii: "/") || next == UInt8(ascii: "?") else { return target }
-        return UnsafeRawBufferPointer(rebasing: target[count...])
-    }
-
-    /// The client: the peer, or — from a trusted peer, or when only `X-Forwarded-For` is logged — the
-    /// rightmost untrusted `X-Forwarded-For` entry (NGINX realip with `real_ip_recursive on`).
-    @inline(__always)
-    func resolveClient(_ record: LogRecord) -> IPAddress? {
-        var peer: IPAddress?
-        if record.peer.count > 0 {
-            peer = AddressParser.parseAddress(ByteScanning.trimmed(record.peer))
-            if peer == nil {
-                statistics.invalidClientAddresses &+= 1
-                return nil
-            }
-        }
-        let list = record.forwardedFor
-        if let peer, list.count == 0 || !checksTrust || !resolver.isTrusted(peer) { return peer }
-        if peer == nil && list.count == 0 {
-            statistics.missingClientAddresses &+= 1
-            return nil
-        }
-        var current = peer
-        var end = list.count
-        var hops = 0
-        while end > 0 && hops < ClientAddressResolver.maximumHops {
-            let comma = ByteScanning.findLast(UInt8(ascii: ","), in: list, 0, end) ?? -1
-            let entry = ByteScanning.trimmed(UnsafeRawBufferPointer(rebasing: list[(comma &+ 1)..<end]))
-            end = max(comma, 0)
-            if entry.count == 0 { continue }
-            hops &+= 1
-            guard let address = AddressParser.parseAddress(entry) else { break }
-            current = address
-            if !checksTrust || !resolver.isTrusted(address) { return address }
-        }
-        if current == nil {
-            if peer == nil { statistics.invalidClientAddresses &+= 1 }
-        }
-        return current
     }
 
     /// The group of a matched attribute (-1 for none) and the client's ASN.

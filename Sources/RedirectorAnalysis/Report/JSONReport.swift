@@ -14,44 +14,7 @@ public enum JSONReport {
             }
             json.field("format", report.format)
             json.field("asn_tables") { json.array(report.asnTables) { json.value($0) } }
-            json.field("inputs") {
-                json.array(report.inputs) { input in
-                    json.object {
-                        json.field("name", input.name)
-                        json.field("lines", input.lines)
-                        if let warning = input.warning { json.field("warning", warning) }
-                    }
-                }
-            }
-            let stats = report.statistics
-            json.field("lines") {
-                json.object {
-                    json.field("total", stats.lines)
-                    json.field("records", stats.records)
-                    json.field("skipped", stats.skipped)
-                    json.field("malformed", stats.malformedTotal)
-                    json.field("malformed_by_reason") {
-                        json.object {
-                            for reason in MalformedReason.allCases { json.field(reason.key, stats.malformed[reason.rawValue]) }
-                        }
-                    }
-                    json.field("invalid_client_addresses", stats.invalidClientAddresses)
-                    json.field("missing_client_addresses", stats.missingClientAddresses)
-                    json.field("untimed_records", stats.untimedRecords)
-                    json.field("hours_dropped", stats.hoursDropped)
-                    json.field("input_bytes", Int(stats.inputBytes))
-                }
-            }
-            json.field("malformed_examples") {
-                json.array(report.examples) { example in
-                    json.object {
-                        json.field("input", example.input)
-                        json.field("line", example.line)
-                        json.field("reason", example.reason.key)
-                        json.field("text", example.text)
-                    }
-                }
-            }
+            inputFields(json, inputs: report.inputs, statistics: report.statistics, examples: report.examples)
             json.field("total") { row(json, report.total) }
             json.field("providers") { json.array(report.providers) { row(json, $0) } }
             json.field("regions") { json.array(report.regions) { row(json, $0) } }
@@ -77,6 +40,48 @@ public enum JSONReport {
             json.field("memory_bytes", report.memoryBytes)
         }
         return json.text + "\n"
+    }
+
+    /// The `inputs`, `lines` and `malformed_examples` members every log report shares.
+    static func inputFields(_ json: JSONWriter, inputs: [(name: String, lines: Int, warning: String?)],
+                            statistics stats: InputStatistics, examples: [MalformedExample]) {
+        json.field("inputs") {
+            json.array(inputs) { input in
+                json.object {
+                    json.field("name", input.name)
+                    json.field("lines", input.lines)
+                    if let warning = input.warning { json.field("warning", warning) }
+                }
+            }
+        }
+        json.field("lines") {
+            json.object {
+                json.field("total", stats.lines)
+                json.field("records", stats.records)
+                json.field("skipped", stats.skipped)
+                json.field("malformed", stats.malformedTotal)
+                json.field("malformed_by_reason") {
+                    json.object {
+                        for reason in MalformedReason.allCases { json.field(reason.key, stats.malformed[reason.rawValue]) }
+                    }
+                }
+                json.field("invalid_client_addresses", stats.invalidClientAddresses)
+                json.field("missing_client_addresses", stats.missingClientAddresses)
+                json.field("untimed_records", stats.untimedRecords)
+                json.field("hours_dropped", stats.hoursDropped)
+                json.field("input_bytes", Int(stats.inputBytes))
+            }
+        }
+        json.field("malformed_examples") {
+            json.array(examples) { example in
+                json.object {
+                    json.field("input", example.input)
+                    json.field("line", example.line)
+                    json.field("reason", example.reason.key)
+                    json.field("text", example.text)
+                }
+            }
+        }
     }
 
     private static func row(_ json: JSONWriter, _ row: TrafficRow) {
