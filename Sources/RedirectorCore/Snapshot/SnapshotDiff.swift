@@ -56,9 +56,25 @@ public struct SnapshotDiff: Sendable {
 
     /// Compares `old` with `new`.
     public init(old: Snapshot, new: Snapshot) {
-        let before = SnapshotDiff.owners(old), after = SnapshotDiff.owners(new)
-        for prefix in Set(before.keys).union(after.keys) where before[prefix] != after[prefix] {
-            prefixes.append(PrefixChange(prefix: prefix, old: before[prefix], new: after[prefix]))
+        // Both tables' entries come sorted: one merge walk per family, no hashing of half a million prefixes.
+        var oldOwners = OwnerNames(old), newOwners = OwnerNames(new)
+        for (before, after) in [(old.ipv4.visiblePrefixes(), new.ipv4.visiblePrefixes()),
+                                (old.ipv6.visiblePrefixes(), new.ipv6.visiblePrefixes())] {
+            var i = 0, j = 0
+            while i < before.count || j < after.count {
+                if j == after.count || (i < before.count && before[i].prefix < after[j].prefix) {
+                    prefixes.append(PrefixChange(prefix: before[i].prefix, old: oldOwners.owner(before[i].value), new: nil))
+                    i += 1
+                } else if i == before.count || after[j].prefix < before[i].prefix {
+                    prefixes.append(PrefixChange(prefix: after[j].prefix, old: nil, new: newOwners.owner(after[j].value)))
+                    j += 1
+                } else {
+                    let was = oldOwners.owner(before[i].value), now = newOwners.owner(after[j].value)
+                    if was != now { prefixes.append(PrefixChange(prefix: before[i].prefix, old: was, new: now)) }
+                    i += 1
+                    j += 1
+                }
+            }
         }
         prefixes.sort { $0.prefix < $1.prefix }
 
@@ -98,15 +114,24 @@ public struct SnapshotDiff: Sendable {
             && addedRoutes.isEmpty && removedRoutes.isEmpty && changedRoutes.isEmpty
     }
 
-    /// Every table entry of `snapshot` with its owner.
-    static func owners(_ snapshot: Snapshot) -> [IPPrefix: Owner] {
-        var owners: [IPPrefix: Owner] = [:]
-        for match in snapshot.ipv4.visiblePrefixes() + snapshot.ipv6.visiblePrefixes() {
-            let attributes = snapshot.attributes(at: match.value)
-            owners[match.prefix] = Owner(provider: snapshot.providerName(attributes.provider),
-                                         region: snapshot.strings.string(attributes.region), asn: attributes.asn)
+    /// The owners of a snapshot's attribute entries, each decoded once: many prefixes share one.
+    struct OwnerNames {
+        let snapshot: Snapshot
+        var decoded: [UInt32: Owner] = [:]
+
+        init(_ snapshot: Snapshot) {
+            self.snapshot = snapshot
         }
-        return owners
+
+        /// The owner of attribute entry `index`.
+        mutating func owner(_ index: UInt32) -> Owner {
+            if let owner = decoded[index] { return owner }
+            let attributes = snapshot.attributes(at: index)
+            let owner = Owner(provider: snapshot.providerName(attributes.provider),
+                              region: snapshot.strings.string(attributes.region), asn: attributes.asn)
+            decoded[index] = owner
+            return owner
+        }
     }
 
     /// A route as it compares across snapshots: its position and everything it matches and does,
