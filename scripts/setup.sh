@@ -18,6 +18,7 @@ debian_packages=(
   valgrind                       # memcheck of the C ABI over the fuzz corpus (test_robustness.py, soak.sh)
   debhelper dpkg-dev help2man lintian  # Debian packages (scripts/package.sh; the rest of debian/control's Build-Depends is above)
   debootstrap                    # the clean Debian 12 root the packages are installed in (test_packages.py)
+  libloc-database location       # IPFire's location.db and its libloc CLI: the location-db importer and its oracle (test_location_db.py)
   prometheus                     # Prometheus 2.42 + promtool: scrapes a real sidecar, checks and unit-tests the alert rules (test_prometheus.py)
 )
 # Python packages: pinned in Tests/requirements.txt.

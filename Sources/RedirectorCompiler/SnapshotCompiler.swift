@@ -209,6 +209,11 @@ public struct SnapshotCompiler {
         options.services = source.services ?? []
         options.tags = source.tags ?? []
         options.region = source.region
+        if !importer.selectsNetworks, source.asns != nil || source.countries != nil {
+            throw ConfigError(place: place, message: "'asns' and 'countries' select networks of a location-db source; format \(source.format) has none")
+        }
+        options.asns = source.asns.map(Set.init)
+        options.countries = source.countries.map { Set($0.map { $0.uppercased() }) }
         return try files.map { file in
             do {
                 var data = try importer.parse(try SourceFile.read(file), name: file, options: options)

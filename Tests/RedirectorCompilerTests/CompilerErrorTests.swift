@@ -63,7 +63,7 @@ import Testing
 
     @Test(arguments: [
         ("sources: [{ format: nope, path: ok.csv }]",
-         "<dir>/redirector.yaml: sources[0].format: unknown format 'nope' (known: k8s-asns, pyasn, aws-ip-ranges, gcp-cloud, azure-service-tags, csv)"),
+         "<dir>/redirector.yaml: sources[0].format: unknown format 'nope' (known: k8s-asns, pyasn, aws-ip-ranges, gcp-cloud, azure-service-tags, csv, location-db)"),
         ("providers: [{ name: a, sources: [{ format: csv, path: missing.csv }] }]",
          "<dir>/redirector.yaml: providers[0].sources[0]: <dir>/missing.csv: no such file"),
         ("sources: [{ format: csv, path: . }]", "<dir>/redirector.yaml: sources[0]: <dir>: is a directory"),

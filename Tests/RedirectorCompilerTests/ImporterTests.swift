@@ -16,7 +16,7 @@ import Testing
 
     @Test func registry() {
         let formats = SourceImporters.all.map(\.format)
-        #expect(formats == ["k8s-asns", "pyasn", "aws-ip-ranges", "gcp-cloud", "azure-service-tags", "csv"])
+        #expect(formats == ["k8s-asns", "pyasn", "aws-ip-ranges", "gcp-cloud", "azure-service-tags", "csv", "location-db"])
         #expect(Set(formats).count == formats.count)
         #expect(SourceImporters.importer(for: "CSV") == nil)
         #expect(SourceImporters.all.allSatisfy { !$0.summary.isEmpty })

@@ -212,6 +212,10 @@ public struct SourceConfig: Decodable, Sendable {
     public var tags: [String]?
     /// Region for all its prefixes.
     public var region: String?
+    /// Keep only networks of these AS numbers (`location-db` as a provider source).
+    public var asns: [UInt32]?
+    /// Keep only networks in these ISO 3166 country codes (`location-db` as a provider source).
+    public var countries: [String]?
 }
 
 /// A route.
@@ -353,7 +357,7 @@ indirect enum ConfigSchema: Sendable {
     static let targets = ConfigSchema.mapping(["registry": target, "artifacts": target])
     static let healthCheck = ConfigSchema.mapping(["path": nil, "method": nil, "interval": nil, "timeout": nil, "rise": nil,
                                                    "fall": nil, "expect": nil])
-    static let source = ConfigSchema.mapping(["format": nil, "path": nil, "services": nil, "tags": nil, "region": nil])
+    static let source = ConfigSchema.mapping(["format": nil, "path": nil, "services": nil, "tags": nil, "region": nil, "asns": nil, "countries": nil])
     static let config = ConfigSchema.mapping([
         "version": nil, "keepUnassignedPrefixes": nil, "trustedProxies": nil,
         "pools": .dictionary(.mapping([

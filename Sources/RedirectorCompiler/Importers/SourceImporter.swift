@@ -20,12 +20,16 @@ public enum SourceOrigin: Sendable, CustomStringConvertible {
     case line(file: String, number: Int)
     /// Any other place, e.g. `file: prefixes[12]`.
     case text(String)
+    /// Record `index` (0-based) of a binary file, e.g. `location.db: prefix 12`; no string is made
+    /// per record of a database with a million of them.
+    case record(file: String, kind: String, index: Int)
 
     /// `file:line`, or the text.
     public var description: String {
         switch self {
         case .line(let file, let number): return "\(file):\(number)"
         case .text(let text): return text
+        case .record(let file, let kind, let index): return "\(file): \(kind) \(index)"
         }
     }
 }
@@ -117,6 +121,10 @@ public struct SourceOptions: Sendable {
     public var tags: [String] = []
     /// Region for every prefix of the source, when it has none.
     public var region: String?
+    /// Only networks of these AS numbers (location database); nil means no ASN filter.
+    public var asns: Set<UInt32>?
+    /// Only networks in these country codes (location database, upper case); nil means no country filter.
+    public var countries: Set<String>?
 
     /// Default options.
     public init() {}
@@ -135,11 +143,16 @@ public protocol SourceImporter: Sendable {
     /// Whether a directory path stands for every `*.yaml`/`*.yml` file in it, each parsed on its own.
     /// Default false: for other formats a directory is an error, not a list of YAML files.
     var readsDirectories: Bool { get }
+    /// Whether the format reads the `asns`/`countries` options (the location database); for the
+    /// others the compiler rejects them rather than silently ignoring them.
+    var selectsNetworks: Bool { get }
 }
 
 extension SourceImporter {
     /// Most formats read one file.
     public var readsDirectories: Bool { false }
+    /// Most formats have no networks to select.
+    public var selectsNetworks: Bool { false }
 }
 
 /// The registry of importers.
@@ -147,7 +160,7 @@ public enum SourceImporters {
     /// Every supported format.
     public static let all: [any SourceImporter] = [
         K8sASNImporter(), PyASNImporter(), AWSRangesImporter(), GCPRangesImporter(), AzureServiceTagsImporter(),
-        CIDRListImporter(),
+        CIDRListImporter(), LocationDatabaseImporter(),
     ]
 
     /// The importer for `format`.
