@@ -172,7 +172,8 @@ public struct SnapshotCompiler {
                     let owner = owners[asn]
                     guard owner != nil || keepUnassigned else { continue }
                     imported.candidates.append(Candidate(prefix: record.prefix, provider: owner ?? -1, region: record.region ?? "",
-                                                         asn: asn, order: imported.candidates.count, source: sourceIndex))
+                                                         asn: asn, order: imported.candidates.count, source: sourceIndex,
+                                                         fromASNTable: true))
                 }
             }
         }

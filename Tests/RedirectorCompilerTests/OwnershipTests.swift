@@ -133,6 +133,29 @@ import Testing
         let second = try SnapshotCompilerBytes.compile(fixture, "providers: [{ name: google }]\n" + OwnershipTests.asnSources)
         #expect(first == second)
     }
+
+    @Test func asnTablePrefixesInsideTheProvidersOwnPrefixesAreDropped() throws {
+        let fixture = try Fixture([
+            "cloud.csv": "192.0.2.0/24,cloud,region-a\n",
+            "vendor.yaml": "name: cloud\nasns: [64500]\n",
+            "other.yaml": "name: other\nasns: [64501]\n",
+            // Inside the cloud's /24: its own AS (dropped), another provider's AS (kept); outside it: kept.
+            "table.dat": "192.0.2.0/26\t64500\n192.0.2.64/26\t64501\n192.0.2.128/27\t64502\n198.51.100.0/24\t64500\n",
+        ])
+        let snapshot = try fixture.compile("""
+            providers: [{ name: cloud, sources: [{ format: csv, path: cloud.csv }] }]
+            sources: [{ format: k8s-asns, path: vendor.yaml }, { format: k8s-asns, path: other.yaml }]
+            asnTable: [{ format: pyasn, path: table.dat }]
+
+            """)
+        let inside = snapshot.ask("192.0.2.1", "/")
+        #expect(inside.provider == "cloud" && inside.region == "region-a" && inside.prefix == IPPrefix("192.0.2.0/24"))
+        #expect(snapshot.ask("192.0.2.65", "/").provider == "other", "another provider's prefix inside is kept")
+        let unclaimed = snapshot.ask("192.0.2.129", "/")
+        #expect(unclaimed.provider == "" && unclaimed.asn == 64502, "an ASN-only prefix inside is kept")
+        #expect(snapshot.ask("198.51.100.1", "/").provider == "cloud" && snapshot.ask("198.51.100.1", "/").region.isEmpty)
+        #expect(snapshot.report.contains("asn table: 1 prefixes dropped inside a prefix of the same provider from its own sources"))
+    }
 }
 
 /// Compiles to bytes, for determinism checks.

@@ -11,6 +11,8 @@ struct Candidate {
     var order: Int
     /// Index of the source file it came from in the snapshot's provenance.
     var source: UInt16 = ProvenanceSection.noSource
+    /// Whether it came from the ASN table (its provider is the one claiming its ASN).
+    var fromASNTable = false
 }
 
 /// Providers in declaration order, with their config entries.
@@ -103,6 +105,31 @@ struct OwnershipRule {
                 + "\(providers.names[Int(conflict.loser.provider)]); \(providers.names[Int(conflict.kept)]) wins by the ownership rule"
         })
         if conflictCount > 50 { report.append("conflict: … and \(conflictCount - 50) more prefixes claimed by two providers") }
-        return owned
+        return droppingRedundantASNPrefixes(owned, report: &report)
+    }
+
+    /// Drops each ASN-table prefix nested in a prefix of the same provider from the provider's own
+    /// sources: it would only take its addresses away from the covering prefix, which says more
+    /// (a region; a cloud's published range over its announced routes). `owned` is sorted, so a
+    /// stack of the kept prefixes enclosing the current one gives the nearest covering prefix.
+    private func droppingRedundantASNPrefixes(_ owned: [Candidate], report: inout [String]) -> [Candidate] {
+        var kept: [Candidate] = []
+        kept.reserveCapacity(owned.count)
+        var enclosing: [Candidate] = []
+        var dropped = 0
+        for candidate in owned {
+            while let top = enclosing.last, !top.prefix.covers(candidate.prefix) { enclosing.removeLast() }
+            if candidate.fromASNTable, candidate.provider >= 0, let top = enclosing.last, !top.fromASNTable,
+               top.provider == candidate.provider {
+                dropped += 1
+                continue
+            }
+            kept.append(candidate)
+            enclosing.append(candidate)
+        }
+        if dropped > 0 {
+            report.append("asn table: \(dropped) prefixes dropped inside a prefix of the same provider from its own sources")
+        }
+        return kept
     }
 }

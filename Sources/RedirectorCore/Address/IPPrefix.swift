@@ -48,6 +48,11 @@ public struct IPPrefix: Hashable, Sendable {
         }
     }
 
+    /// Whether `other` lies wholly in this network (itself included; never across families).
+    public func covers(_ other: IPPrefix) -> Bool {
+        length <= other.length && contains(other.network)
+    }
+
     /// The last address of the network.
     public var lastAddress: IPAddress {
         switch network {
