@@ -198,6 +198,11 @@ public struct SnapshotCompiler {
             throw ConfigError(place: "\(place).format", message: "unknown format '\(source.format)' (known: \(known))")
         }
         let url = URL(fileURLWithPath: source.path, relativeTo: baseDirectory).standardizedFileURL
+        if let fallback = source.otherwise?.source, !FileManager.default.fileExists(atPath: url.path) {
+            var data = try importSource(fallback, place: "\(place).otherwise")
+            data[0].notes.insert("\(place): \(url.path) not found: read its 'otherwise' (\(fallback.format) \(fallback.path))", at: 0)
+            return data
+        }
         var files = [url.path]
         var isDirectory: ObjCBool = false
         if importer.readsDirectories, FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory),

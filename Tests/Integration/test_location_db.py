@@ -17,6 +17,7 @@ outside neighbours and random addresses (about 2.9 million): network and ASN.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import ipaddress
 import random
 import shutil
@@ -29,7 +30,7 @@ import pytest
 import pytricia
 
 from testkit import locationdb
-from testkit.paths import CLI
+from testkit.paths import CLI, REPO
 from testkit.processes import run
 
 DATABASE = locationdb.DEBIAN_DATABASE
@@ -267,3 +268,25 @@ def test_unknown_country_and_foreign_options_are_errors(tmp_path):
     config.write_text("version: 1\nasnTable:\n  - { format: pyasn, path: x.dat, asns: [1] }\n" + ROUTES)
     proc = run([CLI, "compile", "-c", config, "-o", tmp_path / "x.rdb"], check=False)
     assert proc.returncode != 0 and "format pyasn has none" in proc.stderr, proc.stderr
+
+
+def test_default_dataset_takes_the_vendor_prefixes_from_the_database(tmp_path, expected, database):
+    """examples/simple reads location.db when it is installed (its `otherwise`, the 2014 pyasn
+    excerpt, when not): every vendor ASN resolves to the database's current networks, and an
+    address in one of them is its vendor's, with the database's ASN."""
+    simple = REPO / "examples" / "simple" / "redirector.yaml"
+    snapshot = tmp_path / "simple.rdb"
+    result = run([CLI, "compile", "-c", simple, "-o", snapshot, "--verbose"], timeout=300)
+    report = result.stdout + result.stderr
+    assert f"{DATABASE}: location database by" in report and "not found: read its 'otherwise'" not in report, report[-3000:]
+    provenance = json.loads(run([CLI, "inspect", "--provenance", "--json", snapshot]).stdout)
+    [source] = [s for s in provenance["sources"] if s["format"] == "location-db"]
+    assert source["path"] == str(DATABASE) and source["publishedAt"] == database.created_at
+    # Tencent's AS132203 (k8s.io-asns/tencentcloud.yaml): its networks in the database, by the
+    # independent reading, are the vendor's in the snapshot.
+    networks = [n for n in database.networks if n.asn == 132203 and n.family == 4]
+    assert len(networks) > 10
+    firsts = sorted({address_text(4, n.address) for n in networks})
+    answers = redirector_lookup(snapshot, firsts)
+    wrong = [(a, answers[a]) for a in firsts if expected(a)[1] == 132203 and answers[a][1] != "tencentcloud"]
+    assert not wrong, wrong[:5]

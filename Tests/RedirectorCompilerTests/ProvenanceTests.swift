@@ -163,6 +163,32 @@ import Testing
         }
     }
 
+    @Test func otherwiseIsReadOnlyWhenThePathIsMissing() throws {
+        let fixture = try Fixture(["list.csv": "192.0.2.0/24,lab\n", "other.csv": "198.51.100.0/24,lab\n"])
+        func config(_ path: String) -> String {
+            """
+            sources:
+              - { format: location-db, path: \(path), otherwise: { format: csv, path: list.csv } }
+            routes: [{ name: r, path: /x, pass: true }]
+
+            """
+        }
+        let fallen = try fixture.compile(config("missing.db"))
+        #expect(fallen.sources.map(\.place) == ["\(fixture.path("redirector.yaml")): sources[0].otherwise"])
+        #expect(fallen.report.contains("sources[0]: \(fixture.path("missing.db")) not found: read its 'otherwise' (csv list.csv)"))
+        #expect(fallen.lookup(IPAddress("192.0.2.1")!) != nil)
+        // A path that exists is read, whatever it holds: its own errors are not hidden by the fallback.
+        let message = fixture.compileError(config("other.csv"))
+        #expect(message.contains("sources[0]: ") && message.contains("other.csv") && !message.contains("otherwise"), "\(message)")
+        // One level only: an `otherwise` inside an `otherwise` is an unknown key.
+        #expect(fixture.compileError("""
+            sources:
+              - { format: csv, path: a.csv, otherwise: { format: csv, path: b.csv, otherwise: { format: csv, path: list.csv } } }
+            routes: [{ name: r, path: /x, pass: true }]
+
+            """).contains("unknown key 'otherwise'"))
+    }
+
     @Test func loaderRejectsACorruptProvenanceSection() throws {
         #expect(try ProvenanceTests.openAltered { _, _, _ in } == "accepted")
         // Flags (the entry's last u32) with an unknown bit.

@@ -216,6 +216,20 @@ public struct SourceConfig: Decodable, Sendable {
     public var asns: [UInt32]?
     /// Keep only networks in these ISO 3166 country codes (`location-db` as a provider source).
     public var countries: [String]?
+    /// The source read instead when `path` does not exist, e.g. a table shipped with the config
+    /// when an optional system database (Debian's location.db) is not installed.
+    public var otherwise: SourceFallback?
+}
+
+/// A source's `otherwise:` (a class, as a struct cannot hold a value of its own type).
+public final class SourceFallback: Decodable, Sendable {
+    /// The source read instead.
+    public let source: SourceConfig
+
+    /// Decodes the fallback's mapping as a source.
+    public init(from decoder: any Decoder) throws {
+        source = try SourceConfig(from: decoder)
+    }
 }
 
 /// A route.
@@ -357,7 +371,10 @@ indirect enum ConfigSchema: Sendable {
     static let targets = ConfigSchema.mapping(["registry": target, "artifacts": target])
     static let healthCheck = ConfigSchema.mapping(["path": nil, "method": nil, "interval": nil, "timeout": nil, "rise": nil,
                                                    "fall": nil, "expect": nil])
-    static let source = ConfigSchema.mapping(["format": nil, "path": nil, "services": nil, "tags": nil, "region": nil, "asns": nil, "countries": nil])
+    static let sourceKeys: [String: ConfigSchema?] = ["format": nil, "path": nil, "services": nil, "tags": nil, "region": nil, "asns": nil,
+                                                      "countries": nil]
+    /// A source, whose `otherwise:` is a source without one (one level of fallback).
+    static let source = ConfigSchema.mapping(sourceKeys.merging(["otherwise": .mapping(sourceKeys)]) { $1 })
     static let config = ConfigSchema.mapping([
         "version": nil, "keepUnassignedPrefixes": nil, "trustedProxies": nil,
         "pools": .dictionary(.mapping([
