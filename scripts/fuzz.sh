@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh replay [target|all]       run the seeds and every saved regression input once
 #
 # Targets: address xff snapshot decide (RedirectorCore, + the C ABI for decide) and pyasn csv
-# aws-ip-ranges gcp-cloud azure-service-tags k8s-asns config (RedirectorCompiler, Yams).
+# aws-ip-ranges gcp-cloud azure-service-tags k8s-asns location-db config (RedirectorCompiler, Yams).
 # Everything is compiled with `swiftc -sanitize=fuzzer,address` (C with -fsanitize=fuzzer-no-link,address).
 # New corpus entries go to .build-fuzz/corpus/<target>; crashes to .build-fuzz/crashes/<target>/;
 # a results table is printed at the end. Exit status 1 when any target crashed.
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/.build-fuzz
 core_targets="address xff snapshot decide"
-compiler_targets="pyasn csv aws-ip-ranges gcp-cloud azure-service-tags k8s-asns config"
+compiler_targets="pyasn csv aws-ip-ranges gcp-cloud azure-service-tags k8s-asns location-db config"
 all_targets="$core_targets $compiler_targets"
 sanitize=(-sanitize=fuzzer,address)
 swiftflags=(-O -g -parse-as-library -Xcc -mpopcnt)

@@ -1,7 +1,8 @@
 // Fuzz targets for the compiler's parsers, one binary chosen by RDR_FUZZ_FORMAT:
 //
-// - `pyasn`, `csv`, `aws-ip-ranges`, `gcp-cloud`, `azure-service-tags`, `k8s-asns`: the importer
-//   of that format parses the input as a file. Whatever it accepts must be clean: prefixes with
+// - `pyasn`, `csv`, `aws-ip-ranges`, `gcp-cloud`, `azure-service-tags`, `k8s-asns`, `location-db`:
+//   the importer of that format parses the input as a file (the location database also with an ASN
+//   and a country selection, chosen by the input's length). Whatever it accepts must be clean: prefixes with
 //   host bits cleared and names/regions free of control bytes (they reach headers and logs).
 // - `config`: the input is a config YAML; it is decoded, and when every source it names is one of
 //   the files in RDR_FUZZ_CONFIG_DIR (nothing else is ever read), compiled. Whatever the compiler
@@ -49,6 +50,10 @@ func fuzzImporter(_ bytes: [UInt8]) {
     var options = SourceOptions()
     options.services = bytes.count % 3 == 0 ? ["AMAZON", "Google Cloud"] : []
     options.tags = bytes.count % 5 == 0 ? ["AzureCloud"] : []
+    if importer?.selectsNetworks == true, bytes.count % 2 == 0 {
+        options.asns = [64500, 64501]
+        options.countries = bytes.count % 4 == 0 ? ["DE"] : nil
+    }
     guard let importer, let data = try? importer.parse(bytes, name: "fuzz", options: options) else { return }
     for record in data.prefixes {
         guard IPPrefix(network: record.prefix.network, length: record.prefix.length) == record.prefix else {
