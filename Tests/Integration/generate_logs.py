@@ -6,7 +6,8 @@ Client addresses are drawn from the real data the example snapshot is built from
 no provider, from Debian python3-pyasn's ipasn_20140513.dat.gz. The expected provider and region
 of each address come from an independent longest-prefix oracle written here; an address is used
 only when that answer does not depend on how the compiler breaks ties (every prefix covering it
-names the same provider, and the longest ones the same region). The expected decision follows
+names the same provider, and the longest ones the same region, ASN-table prefixes inside the
+provider's own ones left out as the ownership rule drops them). The expected decision follows
 examples/simple/redirector.yaml: GET/HEAD of /v2/<…> → registry, /binaries/<…> and /releases/<…>
 → artifacts, for providers whose k8s.io file has `redirectsTo` hosts; everything else passes.
 
@@ -107,16 +108,16 @@ def build_world():
     aws = json.loads((DATA / "aws-ip-ranges.json").read_text())
     for entry in aws["prefixes"] + aws["ipv6_prefixes"]:
         network = ipaddress.ip_network(entry.get("ip_prefix") or entry["ipv6_prefix"], strict=False)
-        oracle.add(network, ("amazon", entry["region"]))
+        oracle.add(network, ("amazon", entry["region"], "own"))
         candidates["amazon"].append(network)
     gcp = json.loads((DATA / "gcp-cloud.json").read_text())
     for entry in gcp["prefixes"]:
         network = ipaddress.ip_network(entry.get("ipv4Prefix") or entry["ipv6Prefix"], strict=False)
-        oracle.add(network, ("google", entry.get("scope") or ""))
+        oracle.add(network, ("google", entry.get("scope") or "", "own"))
         candidates["google"].append(network)
     for network, asn in read_pyasn(DATA / "k8s-asn-prefixes.dat"):
         for owner in owners.get(asn, ()):
-            oracle.add(network, (owner, ""))
+            oracle.add(network, (owner, "", "asn"))
             candidates[owner].append(network)
     return oracle, candidates, targets
 
@@ -126,10 +127,18 @@ def classify(oracle: Oracle, address):
     hits = oracle.covering(address)
     if not hits:
         return None
-    providers = {provider for _, values in hits for provider, _ in values}
-    if len(providers) != 1 or len(hits[0][1]) != 1:
+    providers = {provider for _, values in hits for provider, _, _ in values}
+    if len(providers) != 1:
         return "ambiguous"
-    return next(iter(hits[0][1]))
+    # The ownership rule drops an ASN-table prefix nested in a prefix of the same provider's own
+    # sources: with one provider all round, any own prefix covering the address decides.
+    if any(kind == "own" for _, values in hits for _, _, kind in values):
+        hits = [(length, {v for v in values if v[2] == "own"}) for length, values in hits]
+        hits = [(length, values) for length, values in hits if values]
+    answers = {(provider, region) for provider, region, _ in hits[0][1]}
+    if len(answers) != 1:
+        return "ambiguous"
+    return next(iter(answers))
 
 
 def random_address(rng: random.Random, network):

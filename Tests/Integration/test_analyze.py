@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit import snapshots
 from testkit.paths import EXAMPLES, PYASN_DATA, REPO
 from testkit.processes import python_env, run
 
@@ -35,8 +36,10 @@ FORMATS = ["combined", "envoy", "gcs", "custom"]
 
 @pytest.fixture(scope="module")
 def simple_snapshot(cli, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("analyze-snapshot") / "simple.rdb"
-    run([cli, "compile", "-c", EXAMPLES / "simple" / "redirector.yaml", "-o", out])
+    directory = tmp_path_factory.mktemp("analyze-snapshot")
+    out = directory / "simple.rdb"
+    # generate_logs.py works its ground truth out from the committed data.
+    run([cli, "compile", "-c", snapshots.committed_simple_config(directory), "-o", out])
     return out
 
 

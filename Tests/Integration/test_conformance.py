@@ -236,6 +236,7 @@ def test_cli_entry_point_exit_status(cli, tmp_path):
     wrong.write_text((CASES_DIR / "simple.yaml").read_text()
                      .replace("config: ../../../examples/simple/redirector.yaml",
                               f"config: {paths.EXAMPLES / 'simple' / 'redirector.yaml'}")
+                     .replace("path: ../../../examples/data/", f"path: {paths.EXAMPLES / 'data'}/")
                      .replace("location: https://kubernetes.ecr.io/v2/pause/manifests/3.9\n",
                               "location: https://wrong.example/v2/pause/manifests/3.9\n", 1))
     bad = subprocess.run([str(cli), "conformance", "run", "--backends", "core", "--suite", str(wrong),

@@ -372,7 +372,7 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"{path}: {e}") from e
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a mapping")
-    known = {"suite", "description", "config", "trust", "files", "defaults", "cases", "peer", "health"}
+    known = {"suite", "description", "config", "asnTable", "trust", "files", "defaults", "cases", "peer", "health"}
     unknown = set(data) - known
     if unknown:
         raise SuiteError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -390,6 +390,10 @@ def load_suite(path: Path) -> Suite:
         config = absolutize(config, path.parent, set(files))
     else:
         raise SuiteError(f"{path}: config must be a mapping (inline) or a path")
+    if "asnTable" in data:
+        # The suite's ASN table replaces the config's, e.g. to pin a config that prefers a system
+        # database to the committed data its expectations were worked out from.
+        config["asnTable"] = absolutize({"asnTable": data["asnTable"]}, path.parent)["asnTable"]
     if "trust" in data:
         # The suite's trusted proxies replace the config's (a config given by path may have none).
         config["trustedProxies"] = [str(p) for p in (data["trust"] or [])]

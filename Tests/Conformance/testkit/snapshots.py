@@ -26,6 +26,7 @@ def absolutize(config: dict, base: Path, keep: set[str] = frozenset()) -> dict:
             path = str(entry["path"])
             if path not in keep and not Path(path).is_absolute():
                 entry["path"] = str((base / path).resolve())
+            fix(entry.get("otherwise"))
 
     for source in (config.get("sources") or []) + (config.get("asnTable") or []):
         fix(source)
@@ -34,6 +35,20 @@ def absolutize(config: dict, base: Path, keep: set[str] = frozenset()) -> dict:
             fix(source)
         fix(provider.get("regionTable"))
     return config
+
+
+def committed_simple_config(directory: Path) -> Path:
+    """examples/simple/redirector.yaml written into `directory` with its ASN table pinned to the
+    committed pyasn excerpt (its `otherwise`) instead of the system's location.db: tests whose
+    expectations were worked out from examples/data then do not depend on the machine."""
+    import yaml
+    source = paths.EXAMPLES / "simple" / "redirector.yaml"
+    config = absolutize(yaml.safe_load(source.read_text()), source.parent)
+    config["asnTable"] = [entry.get("otherwise", entry) for entry in config["asnTable"]]
+    directory.mkdir(parents=True, exist_ok=True)
+    dest = directory / "redirector.yaml"
+    dest.write_text(yaml.safe_dump(config, sort_keys=False))
+    return dest
 
 
 def compile_snapshot(config: Path, output: Path, timeout: float = 600) -> Path:
