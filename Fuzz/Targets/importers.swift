@@ -72,11 +72,11 @@ func fuzzImporter(_ bytes: [UInt8]) {
 func sourcePaths(_ config: Config) -> [String] {
     var paths: [String] = []
     for provider in config.providers ?? [] {
-        paths += (provider.sources ?? []).map(\.path)
+        paths += (provider.sources ?? []).compactMap(\.path)
         if let table = provider.regionTable { paths.append(table.path) }
     }
-    paths += (config.sources ?? []).map(\.path)
-    paths += (config.asnTable ?? []).map(\.path)
+    paths += (config.sources ?? []).compactMap(\.path)
+    paths += (config.asnTable ?? []).compactMap(\.path)
     return paths
 }
 

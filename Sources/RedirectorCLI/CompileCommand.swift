@@ -14,6 +14,9 @@ struct CompileCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The snapshot to write (replaced atomically).")
     var output: String
 
+    @Option(help: ArgumentHelp("Read URL sources from `redirector update`'s cache (else their `path`).", valueName: "dir"))
+    var cache: String?
+
     @Flag(name: .shortAndLong, help: "Print the whole compile report (conflicts, masked prefixes).")
     var verbose = false
 
@@ -21,7 +24,11 @@ struct CompileCommand: ParsableCommand {
         let start = ContinuousClock.now
         let contents: SnapshotContents
         do {
-            contents = try SnapshotCompiler(configPath: config).compile()
+            var compiler = try SnapshotCompiler(configPath: config)
+            if let cache = cache.map(SourceCache.init(directory:)) {
+                for source in try compiler.urlSources() { compiler.fetched[source.url] = cache.fetchedSource(for: source.url) }
+            }
+            contents = try compiler.compile()
         } catch let error as ConfigError {
             throw CommandFailure(description: "\(error)")
         }

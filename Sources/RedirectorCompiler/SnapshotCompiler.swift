@@ -9,9 +9,12 @@ public struct SnapshotCompiler {
     let baseDirectory: URL
     let config: Config
     let configName: String
-    /// How fetched sources were obtained, by the absolute path of the cached file `update`
-    /// compiles (`redirector update` sets it; the provenance section records it).
-    public var fetched: [String: SourceFetch] = [:]
+    /// The local copy of each URL source, by URL (`redirector update` and `compile --cache` set
+    /// it; the provenance section records how it was fetched). A URL source missing here is read
+    /// from its `path`, or is an error telling to run `redirector update`.
+    public var fetched: [String: FetchedSource] = [:]
+    /// Most bytes a source may hold once decompressed (nil: no limit); `update` sets its `--max-bytes`.
+    public var maximumSourceBytes: Int?
 
     /// A compiler for the config at `path`.
     public init(configPath path: String) throws {
@@ -193,24 +196,12 @@ public struct SnapshotCompiler {
 
     /// Imports one source entry; a `k8s-asns` directory yields one result per `*.yaml` file.
     func importSource(_ source: SourceConfig, place: String) throws -> [ImportedData] {
-        guard let importer = SourceImporters.importer(for: source.format) else {
-            let known = SourceImporters.all.map(\.format).joined(separator: ", ")
-            throw ConfigError(place: "\(place).format", message: "unknown format '\(source.format)' (known: \(known))")
-        }
-        let url = URL(fileURLWithPath: source.path, relativeTo: baseDirectory).standardizedFileURL
-        if let fallback = source.otherwise?.source, !FileManager.default.fileExists(atPath: url.path) {
-            var data = try importSource(fallback, place: "\(place).otherwise")
-            data[0].notes.insert("\(place): \(url.path) not found: read its 'otherwise' (\(fallback.format) \(fallback.path))", at: 0)
+        if let fallback = fallback(of: source) {
+            var data = try importSource(fallback.source, place: "\(place).otherwise")
+            data[0].notes.insert("\(place): \(fallback.missing) not found: read its 'otherwise' (\(fallback.source.format) \(fallback.source.path ?? fallback.source.url ?? "-"))", at: 0)
             return data
         }
-        var files = [url.path]
-        var isDirectory: ObjCBool = false
-        if importer.readsDirectories, FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory),
-           isDirectory.boolValue {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
-            files = names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { url.appendingPathComponent($0).path }
-            guard !files.isEmpty else { throw ConfigError(place: "\(place).path", message: "directory \(url.path) has no *.yaml files") }
-        }
+        let importer = try importer(of: source, place: place)
         var options = SourceOptions()
         options.services = source.services ?? []
         options.tags = source.tags ?? []
@@ -220,14 +211,17 @@ public struct SnapshotCompiler {
         }
         options.asns = source.asns.map(Set.init)
         options.countries = source.countries.map { Set($0.map { $0.uppercased() }) }
-        return try files.map { file in
+        return try inputs(of: source, place: place, importer: importer).map { input in
+            // A fetched source is named by its URL: its file may still be a download's temporary name.
+            let name = input.fetch?.url ?? input.file
             do {
-                var data = try importer.parse(try SourceFile.read(file), name: file, options: options)
-                data.provenance = try ProvenanceRecorder.record(file: file, format: source.format, place: place, data: data,
-                                                                fetch: fetched[file], baseDirectory: baseDirectory)
+                var data = try importer.parse(try SourceFile.read(input.file, limit: maximumSourceBytes, name: name),
+                                              name: name, options: options)
+                data.provenance = try ProvenanceRecorder.record(input: input, format: source.format, place: place, data: data,
+                                                                baseDirectory: baseDirectory)
                 return data
             } catch let error as ImportError {
-                throw ConfigError(place: place, message: error.description)
+                throw ConfigError(place: place, message: error.description, source: name)
             }
         }
     }

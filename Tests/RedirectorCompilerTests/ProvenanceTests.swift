@@ -101,10 +101,11 @@ import Testing
 
     @Test func fetchedSourcesRecordTheirURLAndValidators() throws {
         let fixture = try Fixture(["cache/aws.json": ProvenanceTests.files["aws.json"] ?? ""])
-        try fixture.write("redirector.yaml", "providers:\n  - { name: aws, sources: [{ format: aws-ip-ranges, path: cache/aws.json }] }\n")
+        try fixture.write("redirector.yaml", "providers:\n  - { name: aws, sources: [{ format: aws-ip-ranges, url: 'https://ip-ranges.example/ip-ranges.json' }] }\n")
         var compiler = try SnapshotCompiler(configPath: fixture.path("redirector.yaml"))
-        compiler.fetched[fixture.path("cache/aws.json")] = SourceFetch(url: "https://ip-ranges.example/ip-ranges.json", etag: "\"abc\"",
-                                                                        lastModified: "Tue, 02 Jan 2024 03:04:05 GMT", fetchedAt: 1_710_000_000)
+        let fetch = SourceFetch(url: "https://ip-ranges.example/ip-ranges.json", etag: "\"abc\"",
+                                lastModified: "Tue, 02 Jan 2024 03:04:05 GMT", fetchedAt: 1_710_000_000)
+        compiler.fetched[fetch.url] = FetchedSource(file: fixture.path("cache/aws.json"), cachePath: fixture.path("cache/aws.json"), fetch: fetch)
         let snapshot = try Snapshot(bytes: try compiler.compile(createdAt: 1_720_000_000).encoded())
         let source = try #require(snapshot.sources.first)
         #expect(source.name == "https://ip-ranges.example/ip-ranges.json" && source.url == source.name)

@@ -3,12 +3,14 @@ import RedirectorCore
 
 /// Builds the provenance record of one source file the compiler read.
 enum ProvenanceRecorder {
-    /// The record of `file` (an absolute, standardized path), configured at `place` with
-    /// `format`, as imported into `data`. `fetch` is how `redirector update` obtained it.
-    /// `baseDirectory` is the config's: a local file is named by its path relative to it.
-    static func record(file: String, format: String, place: String, data: ImportedData, fetch: SourceFetch?,
+    /// The record of `input` (an absolute, standardized path, and for a URL source how it was
+    /// fetched), configured at `place` with `format`, as imported into `data`. `baseDirectory`
+    /// is the config's: a local file is named by its path relative to it.
+    static func record(input: SourceInput, format: String, place: String, data: ImportedData,
                        baseDirectory: URL) throws -> SourceProvenance {
-        let (digest, size) = try digest(of: file)
+        let (digest, size) = try SHA256Digest.file(input.file)
+        let file = input.path
+        let fetch = input.fetch
         // Relative to the config's directory when inside it (as a config beside its data names
         // it), else absolute: unambiguous in a metrics label either way.
         let base = baseDirectory.standardizedFileURL.path
@@ -21,23 +23,5 @@ enum ProvenanceRecorder {
             format: format, url: clean(fetch?.url), etag: clean(fetch?.etag), lastModified: clean(fetch?.lastModified),
             fetchedAt: fetch?.fetchedAt, sha256: digest, size: size, publisherVersion: clean(data.publisherVersion),
             publishedAt: data.publishedAt, prefixCount: data.prefixes.count)
-    }
-
-    /// SHA-256 and size of the file's bytes on disk (a compressed dump's, as `sha256sum` shows),
-    /// read in chunks so a large dump is not held twice.
-    static func digest(of file: String) throws -> (sha256: [UInt8], size: UInt64) {
-        guard let handle = FileHandle(forReadingAtPath: file) else { throw ImportError(origin: file, message: "cannot open to checksum") }
-        defer { try? handle.close() }
-        var hasher = SHA256Digest()
-        var size: UInt64 = 0
-        do {
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-                chunk.withUnsafeBytes { hasher.update($0) }
-                size += UInt64(chunk.count)
-            }
-        } catch {
-            throw ImportError(origin: file, message: "cannot read to checksum: \(error)")
-        }
-        return (hasher.finalize(), size)
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// SHA-256 (FIPS 180-4), streaming: the digest a source's provenance records, as `sha256sum`
 /// prints it. Written here rather than taken from swift-crypto so the compiler keeps no C
 /// dependency beyond zlib (the fuzz build compiles it with plain `swiftc`); checked against
@@ -85,4 +87,24 @@ public struct SHA256Digest: Sendable {
     }
 
     private func rotate(_ value: UInt32, _ count: UInt32) -> UInt32 { value >> count | value << (32 - count) }
+}
+
+extension SHA256Digest {
+    /// SHA-256 and size of a file's bytes on disk (a compressed dump's, as `sha256sum` shows),
+    /// read in chunks so a large dump is not held twice.
+    public static func file(_ path: String) throws -> (sha256: [UInt8], size: UInt64) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ImportError(origin: path, message: "cannot open to checksum") }
+        defer { try? handle.close() }
+        var hasher = SHA256Digest()
+        var size: UInt64 = 0
+        do {
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                chunk.withUnsafeBytes { hasher.update($0) }
+                size += UInt64(chunk.count)
+            }
+        } catch {
+            throw ImportError(origin: path, message: "cannot read to checksum: \(error)")
+        }
+        return (hasher.finalize(), size)
+    }
 }

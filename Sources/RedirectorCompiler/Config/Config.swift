@@ -204,8 +204,11 @@ public enum NearestRegionConfig: String, Decodable, Sendable {
 public struct SourceConfig: Decodable, Sendable {
     /// Importer name (`redirector formats` lists them).
     public var format: String
-    /// File (or, for `k8s-asns`, directory of *.yaml), relative to the config file.
-    public var path: String
+    /// File (or, for `k8s-asns`, directory of *.yaml), relative to the config file. With `url`
+    /// too, the offline copy `compile` reads while `update`'s cache has none (docs/updating.md).
+    public var path: String?
+    /// An http(s) URL `redirector update` fetches the file from into its cache.
+    public var url: String?
     /// Keep only these services.
     public var services: [String]?
     /// Keep only these tag name prefixes (Azure).
@@ -229,6 +232,19 @@ public final class SourceFallback: Decodable, Sendable {
     /// Decodes the fallback's mapping as a source.
     public init(from decoder: any Decoder) throws {
         source = try SourceConfig(from: decoder)
+    }
+}
+
+extension SourceConfig {
+    /// `url`, checked to be an absolute http or https URL with a host; nil when the source has none.
+    /// Errors name `place` (the source entry).
+    public func checkedURL(place: String) throws -> String? {
+        guard let url else { return nil }
+        guard let parsed = URLComponents(string: url), let scheme = parsed.scheme?.lowercased(),
+              scheme == "http" || scheme == "https", let host = parsed.host, !host.isEmpty else {
+            throw ConfigError(place: "\(place).url", message: "'\(url)' is not an http or https URL")
+        }
+        return url
     }
 }
 
@@ -325,14 +341,18 @@ public struct ConfigError: Error, CustomStringConvertible {
     public var place: String
     /// What is wrong.
     public var message: String
+    /// The source whose contents are wrong (its URL when it has one, else the file), when the
+    /// problem is a source's format rather than the config's.
+    public var source: String?
 
     /// "place: message".
     public var description: String { "\(place): \(message)" }
 
     /// Creates an error.
-    public init(place: String, message: String) {
+    public init(place: String, message: String, source: String? = nil) {
         self.place = place
         self.message = message
+        self.source = source
     }
 
     /// Translates a decoding error into the key path it happened at.
@@ -371,8 +391,8 @@ indirect enum ConfigSchema: Sendable {
     static let targets = ConfigSchema.mapping(["registry": target, "artifacts": target])
     static let healthCheck = ConfigSchema.mapping(["path": nil, "method": nil, "interval": nil, "timeout": nil, "rise": nil,
                                                    "fall": nil, "expect": nil])
-    static let sourceKeys: [String: ConfigSchema?] = ["format": nil, "path": nil, "services": nil, "tags": nil, "region": nil, "asns": nil,
-                                                      "countries": nil]
+    static let sourceKeys: [String: ConfigSchema?] = ["format": nil, "path": nil, "url": nil, "services": nil, "tags": nil, "region": nil,
+                                                      "asns": nil, "countries": nil]
     /// A source, whose `otherwise:` is a source without one (one level of fallback).
     static let source = ConfigSchema.mapping(sourceKeys.merging(["otherwise": .mapping(sourceKeys)]) { $1 })
     static let config = ConfigSchema.mapping([

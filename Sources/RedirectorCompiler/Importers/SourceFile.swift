@@ -3,14 +3,16 @@ import Foundation
 
 /// Reads source files, decompressing gzip transparently (zlib's `gzread` passes plain files through).
 enum SourceFile {
-    /// The file's bytes.
-    static func read(_ path: String) throws -> [UInt8] {
+    /// The file's bytes (decompressed); more than `limit` of them is an error, so a gzip bomb
+    /// fails after `limit` bytes instead of filling memory. Errors name the file `name` (default `path`).
+    static func read(_ path: String, limit: Int? = nil, name: String? = nil) throws -> [UInt8] {
+        let origin = name ?? path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ImportError(origin: path, message: "no such file")
+            throw ImportError(origin: origin, message: "no such file")
         }
-        guard !isDirectory.boolValue else { throw ImportError(origin: path, message: "is a directory") }
-        guard let file = gzopen(path, "rb") else { throw ImportError(origin: path, message: "cannot open") }
+        guard !isDirectory.boolValue else { throw ImportError(origin: origin, message: "is a directory") }
+        guard let file = gzopen(path, "rb") else { throw ImportError(origin: origin, message: "cannot open") }
         defer { gzclose(file) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -19,9 +21,12 @@ enum SourceFile {
             if count < 0 {
                 var code: Int32 = 0
                 let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
-                throw ImportError(origin: path, message: "cannot read: \(message)")
+                throw ImportError(origin: origin, message: "cannot read: \(message)")
             }
             if count == 0 { break }
+            if let limit, bytes.count + Int(count) > limit {
+                throw ImportError(origin: origin, message: "larger than \(limit) bytes (decompressed)")
+            }
             bytes.append(contentsOf: chunk[0..<Int(count)])
         }
         return bytes

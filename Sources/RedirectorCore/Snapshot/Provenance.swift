@@ -64,9 +64,15 @@ public struct SourceProvenance: Sendable, Equatable {
     }
 
     /// The digest as 64 lower-case hex digits.
-    public var sha256Hex: String {
+    public var sha256Hex: String { HexDigits.encode(sha256) }
+}
+
+/// Lower-case hexadecimal text of bytes (digests in provenance, logs and cache records).
+public enum HexDigits {
+    /// Two lower-case hex digits per byte.
+    public static func encode(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: sha256.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xf)]] }, as: UTF8.self)
+        return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xf)]] }, as: UTF8.self)
     }
 }
 
