@@ -8,7 +8,7 @@ struct Redirector: AsyncParsableCommand {
         commandName: "redirector",
         abstract: "Send each download to its client's cloud or network mirror.",
         subcommands: [
-            CompileCommand.self, InspectCommand.self, LookupCommand.self, DecideCommand.self, FormatsCommand.self,
+            CompileCommand.self, UpdateCommand.self, InspectCommand.self, LookupCommand.self, DecideCommand.self, FormatsCommand.self,
             ExportCommand.self, DiffCommand.self, RegionsCommand.self, ServeCommand.self, ProbeCommand.self,
             AnalyzeCommand.self,
             ConformanceCommand.self,

@@ -57,8 +57,9 @@ public final class HTTPProbeClient: HealthProbeClient {
         .tlsHandshakeTimeout, .socksHandshakeTimeout, .httpProxyHandshakeTimeout,
     ]
 
-    /// The failure reason of a probe error.
-    static func classify(_ error: any Error) -> ProbeResponse {
+    /// The failure reason of an AsyncHTTPClient error (`redirector update` retries the same
+    /// timeouts and connection failures a probe counts as such).
+    public static func classify(_ error: any Error) -> ProbeResponse {
         let text = "\(error)"
         if let error = error as? HTTPClientError {
             if timeouts.contains(error) { return .failed(.timeout, text) }
