@@ -42,8 +42,12 @@ def publish_examples(server: SourceServer) -> None:
 
 
 def write_config(directory: Path, server: SourceServer) -> Path:
-    """examples/simple/redirector.yaml with its AWS, GCP and pyasn sources named by URL."""
+    """examples/simple/redirector.yaml with its AWS, GCP and pyasn sources named by URL; its ASN
+    table's location database is named where none is, so its `otherwise` (the pyasn excerpt, by
+    URL) is what update fetches and compiles."""
     text = (paths.EXAMPLES / "simple" / "redirector.yaml").read_text()
+    assert "path: /usr/share/libloc-location/location.db" in text
+    text = text.replace("path: /usr/share/libloc-location/location.db", "path: /nonexistent/location.db")
     text = text.replace("path: ../data/aws-ip-ranges.json", f"url: '{server.url(AWS)}'")
     text = text.replace("path: ../data/gcp-cloud.json", f"url: '{server.url(GCP)}'")
     text = text.replace("path: ../data/k8s-asn-prefixes.dat", f"url: '{server.url(ASN)}'")
