@@ -4,8 +4,9 @@ scripts/package.sh builds out/deb/*.deb and runs lintian. A clean Debian 12 root
 `debootstrap --variant=minbase` from this machine's Debian mirror gets them with `apt-get install
 ./*.deb`, apt resolving their dependencies from Debian. Inside it (chroot with /proc mounted;
 loopback only: the root shares the host's network) nginx loads the module the Debian way and
-redirects, the packaged sidecar starts from the packaged configuration, the Lua binding decides
-under Debian's plain LuaJIT, and removing the module leaves nginx working. The root has no Swift
+redirects, the packaged sidecar starts from the packaged configuration, the scheduled update
+installs a snapshot and reloads only then, the Lua binding decides under Debian's plain LuaJIT,
+and removing the module leaves nginx working. The root has no Swift
 toolchain: what runs there is self-contained. The Containerfile ships the same binary.
 
 The pristine root is cached in out/rootfs/ (keyed by suite, variant, mirror, apt sources and
@@ -45,6 +46,10 @@ DEB_DIR = paths.OUT / "deb"
 INSTALL_LOG = paths.OUT / "packages-install.log"
 PACKAGES = {"libnginx-mod-http-redirector", "redirector", "libredirector-dev", "lua-resty-redirector"}
 UNIT = "/lib/systemd/system/redirector.service"
+# The scheduled update (debian/redirector.redirector-update.*, dh_installsystemd --name in debian/rules).
+UPDATE_SERVICE = "/lib/systemd/system/redirector-update.service"
+UPDATE_TIMER = "/lib/systemd/system/redirector-update.timer"
+UNITS = [UNIT, UPDATE_SERVICE, UPDATE_TIMER]
 MODULE_CONF = "/usr/share/nginx/modules-available/mod-http-redirector.conf"
 MODULE_LINK = "/etc/nginx/modules-enabled/50-mod-http-redirector.conf"
 REGISTRY_PATH = "/v2/pause/manifests/3.9"
@@ -308,6 +313,116 @@ def provider_clients() -> dict[str, str]:
             "none": "192.0.2.1"}
 
 
+# --------------------------------------------------------------------------- systemd units
+
+
+def service_settings(unit: str) -> list[tuple[str, str]]:
+    """The [Service] section's settings in order, continuation lines joined as systemd joins them."""
+    service = unit.split("[Service]", 1)[1].split("\n[", 1)[0].replace("\\\n", " ")
+    return re.findall(r"^(\w+)=(.*)$", service, re.M)
+
+
+def unit_environment(settings: list[tuple[str, str]], where=Path) -> dict[str, str]:
+    """The variables of the unit's EnvironmentFile (`where` maps its path to the file to read)."""
+    [env_file] = [v for k, v in settings if k == "EnvironmentFile"]
+    return dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", where(env_file).read_text(), re.M))
+
+
+def command_line(value: str, env: dict[str, str]) -> list[str]:
+    """An Exec*= value as systemd runs it: its prefix ("+": full privileges) dropped, then split into
+    words, ${VAR} replaced within a word, a $VAR word split into zero or more words, $$ a literal $
+    (unset variables are empty)."""
+    words = []
+    for word in shlex.split(value.lstrip("+-@:!")):
+        if m := re.fullmatch(r"\$(\w+)", word):
+            words += env.get(m.group(1), "").split()
+        else:
+            words.append(re.sub(r"\$\$|\$\{(\w+)\}", lambda m: env.get(m.group(1), "") if m.group(1) else "$", word))
+    return words
+
+
+def exposure(security: str, unit: str) -> float:
+    """The overall exposure `systemd-analyze security` gives `unit` (0 = locked down, 10 = none)."""
+    return float(re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", security).group(1))
+
+
+def debian_units() -> dict[str, Path]:
+    """debian/'s units by the name dh_installsystemd installs them as: debian/redirector.service
+    as is, debian/redirector.NAME.{service,timer} as NAME.{service,timer}."""
+    debian = paths.REPO / "debian"
+    extra = sorted(debian.glob("redirector.*.service")) + sorted(debian.glob("redirector.*.timer"))
+    return {"redirector.service": debian / "redirector.service", **{f.name.split(".", 1)[1]: f for f in extra}}
+
+
+def test_systemd_units_verify_before_packaging(tmp_path):
+    """No package is built here: debian/'s units, under their installed names, pass `systemd-analyze
+    verify` without a message, /usr/bin/redirector replaced by a stub (verify checks that commands
+    exist; the clean root below verifies the installed files unchanged), and a misspelt setting is
+    shown to fail. The timer starts the update service; the update runs as the sidecar's dynamic
+    user, on its state directory and environment file, and scores like it in `systemd-analyze
+    security`; its privileged post command runs REDIRECTOR_UPDATE_RELOAD exactly when the update's
+    --reload-command (run only when a new snapshot was installed) has run."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed (systemd)")
+    units = debian_units()
+    assert sorted(units) == sorted(Path(u).name for u in UNITS)
+    stub = tmp_path / "redirector"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    for name, source in units.items():
+        (tmp_path / name).write_text(source.read_text().replace("/usr/bin/redirector", str(stub)))
+
+    def problems(*names: str) -> str:
+        """What `systemd-analyze verify` says of the units (nothing, when they are right)."""
+        proc = run(["systemd-analyze", "verify", *[tmp_path / n for n in names]], check=False)
+        return f"exit {proc.returncode}: {proc.stdout}{proc.stderr}" if proc.returncode or (proc.stdout + proc.stderr).strip() else ""
+
+    assert not problems(*units), problems(*units)
+    broken = tmp_path / "broken" / "redirector-update.service"
+    broken.parent.mkdir()
+    broken.write_text((tmp_path / "redirector-update.service").read_text().replace("\nProtectSystem=", "\nProtectSytem="))
+    assert "Unknown key 'ProtectSytem'" in problems("broken/redirector-update.service")
+
+    timer = units["redirector-update.timer"].read_text()
+    assert "\nUnit=" not in timer and "\nPersistent=yes\n" in timer   # it starts redirector-update.service
+    security = run(["systemd-analyze", "security", "--offline=yes", tmp_path / "redirector-update.service"]).stdout
+    assert exposure(security, "redirector-update.service") <= 2.0, security
+
+    sidecar_settings = service_settings(units["redirector.service"].read_text())
+    settings = service_settings(units["redirector-update.service"].read_text())
+    sidecar, update = dict(sidecar_settings), dict(settings)
+    # The sidecar's sandbox (from DynamicUser= on), setting for setting, its runtime directory aside.
+    sandbox = sidecar_settings[sidecar_settings.index(("DynamicUser", "yes")):]
+    assert [s for s in sandbox if s not in settings and not s[0].startswith("RuntimeDirectory")] == []
+    assert update["Type"] == "oneshot" and update["DynamicUser"] == "yes"
+    # redirector.service's dynamic user is named after the unit; sharing it keeps /var/lib/redirector one user's.
+    assert "User" not in sidecar and update["User"] == "redirector"
+    for key in ("EnvironmentFile", "StateDirectory"):
+        assert update[key] == sidecar[key], key
+    env = unit_environment(settings, lambda path: units["redirector.service"].parent / Path(path).name)
+    [start] = [command_line(v, env) for k, v in settings if k == "ExecStart"]
+    [post] = [v for k, v in settings if k == "ExecStartPost"]
+    assert start[:2] == ["/usr/bin/redirector", "update"]
+    option = {start[i]: start[i + 1] for i in range(2, len(start) - 1, 2)}
+    assert option["--config"] == env["REDIRECTOR_CONFIG"] and option["--output"] == env["REDIRECTOR_SNAPSHOT"]
+    assert option["--cache"] == f"/var/cache/{update['CacheDirectory']}"
+
+    # The reload gate, run here with the unit's runtime directory at a scratch place.
+    runtime, reloaded = tmp_path / "run", tmp_path / "reloaded"
+    runtime.mkdir()
+    local = {"PATH": "/usr/bin:/bin", **env, "REDIRECTOR_UPDATE_RELOAD": f"touch {reloaded}"}
+    assert post.startswith("+"), "the reload needs full privileges"
+    gate = [w.replace(f"/run/{update['RuntimeDirectory']}/", f"{runtime}/") for w in command_line(post, local)]
+    mark = option["--reload-command"].replace(f"/run/{update['RuntimeDirectory']}/", f"{runtime}/")
+    assert str(runtime) in mark and str(runtime) in " ".join(gate)
+    run(gate, env=local)
+    assert not reloaded.exists(), "reloaded although no new snapshot was installed"
+    run(["/bin/sh", "-c", mark])
+    run(gate, env=local)
+    assert reloaded.exists(), "not reloaded after a new snapshot was installed"
+    run(gate, env={k: v for k, v in local.items() if k != "REDIRECTOR_UPDATE_RELOAD"})   # unset: nothing to run
+
+
 # --------------------------------------------------------------------------- lintian
 
 
@@ -330,18 +445,22 @@ def test_lintian_reports_no_errors_and_what_docs_list(packages):
 # --------------------------------------------------------------------------- in the clean root
 
 
-def test_systemd_unit_verifies_and_is_hardened(root):
-    verify = root.run("systemd-analyze", "verify", UNIT, check=False)
+def test_systemd_units_verify_and_are_hardened(root):
+    """The packaged units, as installed: the sidecar's and the scheduled update's pass `systemd-analyze
+    verify` and score "OK" or better; the sidecar is enabled, the update timer is not."""
+    assert set(UNITS) <= set(root.run("dpkg", "-L", "redirector").stdout.split())
+    verify = root.run("systemd-analyze", "verify", *UNITS, check=False)
     assert verify.returncode == 0 and not (verify.stdout + verify.stderr).strip(), verify.stdout + verify.stderr
-    # `security` scores the sandbox (0 = locked down, 10 = none); the unit must stay "OK" or better.
-    security = root.run("systemd-analyze", "security", "--offline=yes", UNIT)
-    exposure = float(re.search(r"Overall exposure level for redirector\.service: ([0-9.]+)", security.stdout).group(1))
-    assert exposure <= 2.0, security.stdout
+    for unit in (UNIT, UPDATE_SERVICE):
+        security = root.run("systemd-analyze", "security", "--offline=yes", unit)
+        assert exposure(security.stdout, Path(unit).name) <= 2.0, security.stdout
     unit = root.host(UNIT).read_text()
     for setting in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert f"\n{setting}\n" in unit, setting
     # dh_installsystemd's postinst enabled it (no systemd runs in the root, so nothing started)
     assert root.host("/etc/systemd/system/multi-user.target.wants/redirector.service").is_symlink()
+    # Fetching from the network is the operator's choice (debian/rules: --no-enable).
+    assert not os.path.lexists(root.host("/etc/systemd/system/timers.target.wants/redirector-update.timer"))
 
 
 def test_module_is_enabled_the_debian_way(root):
@@ -400,18 +519,12 @@ def test_nginx_in_the_root_redirects_a_provider_client(root, snapshot, nginx):
 
 
 def unit_service_commands(root: Root) -> tuple[dict, list[str], list[str]]:
-    """The unit's environment (its EnvironmentFile) and its ExecStartPre and ExecStart command
-    lines with ${VAR} expanded, as systemd runs them."""
-    service = root.host(UNIT).read_text().split("[Service]", 1)[1].split("\n[", 1)[0]
-    settings = re.findall(r"^(\w+)=(.*)$", service, re.M)
-    [env_file] = [v for k, v in settings if k == "EnvironmentFile"]
-    env = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", root.host(env_file).read_text(), re.M))
-
-    def expand(line: str) -> list[str]:
-        return shlex.split(re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], line))
-
-    [pre] = [expand(v) for k, v in settings if k == "ExecStartPre"]
-    [start] = [expand(v) for k, v in settings if k == "ExecStart"]
+    """The sidecar unit's environment (its EnvironmentFile) and its ExecStartPre and ExecStart
+    command lines, as systemd runs them."""
+    settings = service_settings(root.host(UNIT).read_text())
+    env = unit_environment(settings, root.host)
+    [pre] = [command_line(v, env) for k, v in settings if k == "ExecStartPre"]
+    [start] = [command_line(v, env) for k, v in settings if k == "ExecStart"]
     return env, pre, start
 
 
@@ -438,6 +551,41 @@ def test_packaged_sidecar_starts_from_the_packaged_config(root, tmp_path):
     finally:
         code = sidecar.stop()
     assert code == 0, f"sidecar exited {code} on SIGTERM:\n{sidecar.log_text()[-2000:]}"
+
+
+def test_packaged_update_installs_and_reloads(root):
+    """The update unit's own ExecStart and ExecStartPost lines with its environment file, as
+    systemd runs them: ExecStart as an unprivileged user owning the unit's state, cache and runtime
+    directories (what DynamicUser and the *Directory= settings give it), ExecStartPost as root. The
+    first run installs the packaged configuration's snapshot and runs REDIRECTOR_UPDATE_RELOAD; the
+    next one, with a fresh runtime directory as at every start, finds nothing new and reloads nothing."""
+    settings = service_settings(root.host(UPDATE_SERVICE).read_text())
+    env = unit_environment(settings, root.host)
+    reloaded = "/tmp/update-reloaded"
+    env["REDIRECTOR_UPDATE_RELOAD"] = f"touch {reloaded}"
+    [start] = [command_line(v, env) for k, v in settings if k == "ExecStart"]
+    [post] = [command_line(v, env) for k, v in settings if k == "ExecStartPost"]
+    directories = {k: v for k, v in settings if k.endswith("Directory")}
+    runtime = root.host(f"/run/{directories['RuntimeDirectory']}")
+    snapshot = root.host(env["REDIRECTOR_SNAPSHOT"])
+    for d in (snapshot.parent, root.host(f"/var/cache/{directories['CacheDirectory']}")):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chown(d, 65534, 65534)                     # nobody:nogroup
+    snapshot.unlink(missing_ok=True)                  # the sidecar's test may have compiled one
+    identities = []
+    for first in (True, False):
+        shutil.rmtree(runtime, ignore_errors=True)
+        runtime.mkdir()
+        os.chown(runtime, 65534, 65534)
+        root.host(reloaded).unlink(missing_ok=True)
+        root.run(*start, user="nobody:nogroup", env=env)
+        root.run(*post, env=env)
+        assert root.host(reloaded).exists() == first, "reloaded" if not first else "not reloaded"
+        identities.append((snapshot.stat().st_ino, snapshot.stat().st_mtime_ns))
+    assert identities[0] == identities[1], "an update that found nothing new replaced the snapshot"
+    client = provider_clients()["aws"]
+    assert root.decide(env["REDIRECTOR_SNAPSHOT"], client, REGISTRY_PATH)["action"] == "redirect"
+    shutil.rmtree(runtime)
 
 
 def test_binaries_are_self_contained(root):
