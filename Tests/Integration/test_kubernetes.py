@@ -1,10 +1,11 @@
 """examples/kubernetes: every manifest validated offline against the Kubernetes schemas
 (kubernetes-validate, strict: unknown fields are errors) and the Prometheus Operator kinds against
-the operator's own CRD schemas (Tests/Integration/fixtures/prometheus-operator); the init
-container's exact command run here against the files the ConfigMap carries, laid out as the
-kubelet lays out the volume; the sidecar container's exact arguments run here, with every probe
-path answering on the port the probe names. No cluster runs on this machine: what a kubelet, a
-scheduler or the operator would do beyond this is not tested (docs/kubernetes.md).
+the operator's own CRD schemas (Tests/Integration/fixtures/prometheus-operator); the update
+CronJob's exact command run here against the files the ConfigMap carries, laid out as the kubelet
+lays out the volume, into the volume the sidecars read; the sidecar container's exact arguments run
+here, with every probe path answering on the port the probe names, and loading the snapshot the
+next update installs. No cluster runs on this machine: what a kubelet, a scheduler or the operator
+would do beyond this is not tested (docs/kubernetes.md).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ CRDS = paths.FIXTURES / "prometheus-operator"
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 CONFIGMAP_LIMIT = 1024 * 1024     # bytes of data + binaryData (Kubernetes' MaxSecretSize)
 CUSTOM_GROUP = "monitoring.coreos.com"
+# A request the default policy redirects for a client in an AWS range (3.5.140.0/22).
+REGISTRY_PATH, AWS_CLIENT = "/v2/pause/manifests/3.9", "3.5.140.7"
 # Every file here is a manifest except the generator.
 MANIFESTS = sorted(K8S.glob("*.yaml"))
 
@@ -52,17 +55,24 @@ def find(kind: str, name: str, manifest: str | None = None) -> dict:
     return found[0]
 
 
-def pod_spec(deployment: dict) -> dict:
-    return deployment["spec"]["template"]["spec"]
+def pod_spec(workload: dict) -> dict:
+    """The pod template's spec of a Deployment, or of a CronJob's jobs."""
+    if workload["kind"] == "CronJob":
+        workload = workload["spec"]["jobTemplate"]
+    return workload["spec"]["template"]["spec"]
 
 
-def container(deployment: dict, name: str, init: bool = False) -> dict:
-    found = [c for c in pod_spec(deployment)["initContainers" if init else "containers"] if c["name"] == name]
+def container(workload: dict, name: str) -> dict:
+    found = [c for c in pod_spec(workload)["containers"] if c["name"] == name]
     assert len(found) == 1, name
     return found[0]
 
 
 DEPLOYMENTS = [("deployment.yaml", "redirector"), ("envoy-sidecar.yaml", "mirror")]
+
+
+def update_cronjob() -> dict:
+    return find("CronJob", "redirector-update", "update.yaml")
 
 
 # --------------------------------------------------------------------------- schemas
@@ -87,7 +97,8 @@ def test_every_manifest_validates(kubernetes_validate, version):
         assert kubernetes_validate.validate(doc, version, strict=True) == version.rsplit(".", 1)[0]
         checked.append(f"{file}:{doc['kind']}/{doc['metadata']['name']}")
     kinds = {c.split(":")[1].split("/")[0] for c in checked}
-    assert kinds == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}, checked
+    assert kinds == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+                     "PersistentVolumeClaim", "CronJob"}, checked
 
 
 def test_strict_validation_catches_mistakes(kubernetes_validate):
@@ -97,9 +108,11 @@ def test_strict_validation_catches_mistakes(kubernetes_validate):
     container(bad, "redirector")["readinesProbe"] = container(bad, "redirector").pop("readinessProbe")
     wrong_type = copy.deepcopy(deployment)
     pod_spec(wrong_type)["securityContext"]["runAsNonRoot"] = "yes"
+    bad_job = copy.deepcopy(update_cronjob())
+    container(bad_job, "update")["volumeMount"] = container(bad_job, "update").pop("volumeMounts")
     unknown = copy.deepcopy(find("HorizontalPodAutoscaler", "redirector"))
     unknown["apiVersion"] = "autoscaling/v9"
-    for doc in (bad, wrong_type):
+    for doc in (bad, wrong_type, bad_job):
         with pytest.raises(kubernetes_validate.ValidationError):
             kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[0], strict=True)
     with pytest.raises(kubernetes_validate.utils.SchemaNotFoundError):
@@ -199,12 +212,11 @@ def volume(deployment: dict, name: str) -> dict:
     return found
 
 
-@pytest.mark.parametrize("manifest,name", DEPLOYMENTS)
-def test_configmap_holds_the_default_dataset(manifest, name, tmp_path):
-    """Laid out by the volume items, the ConfigMap is examples/simple/redirector.yaml and the
-    examples/data files it reads, byte for byte once gunzipped; every key is used; it fits 1 MiB."""
+def test_configmap_holds_the_default_dataset(tmp_path):
+    """Laid out by the update CronJob's volume items, the ConfigMap is examples/simple/redirector.yaml
+    and the examples/data files it reads, byte for byte once gunzipped; every key is used; it fits 1 MiB."""
     configmap = find("ConfigMap", "redirector-sources")
-    sources = volume(find("Deployment", name, manifest), "sources")
+    sources = volume(update_cronjob(), "sources")
     assert sources["configMap"]["name"] == "redirector-sources"
     assert {i["key"] for i in sources["configMap"]["items"]} == set(configmap_files(configmap))
     root = materialize(configmap, sources, tmp_path)
@@ -244,46 +256,87 @@ def mounts_of(spec: dict, dirs: dict[str, Path]) -> dict[str, Path]:
     return {m["mountPath"]: dirs[m["name"]] for m in spec["volumeMounts"] if m["name"] in dirs}
 
 
-@pytest.fixture(scope="module")
-def pod_volumes(cli, tmp_root) -> dict[str, Path]:
-    """deployment.yaml's volumes after its init container ran here: 'sources' (the ConfigMap as the
-    kubelet lays it out) and 'snapshot' (the emptyDir, 0777 like the kubelet's, holding the compiled
-    snapshot)."""
-    deployment = find("Deployment", "redirector")
-    root = tmp_root / "pod"   # tmp_root is world-readable: the pod's user must reach its volumes
-    root.mkdir()
+def job_volumes(root: Path, configmap: dict) -> dict[str, Path]:
+    """update.yaml's CronJob's volumes at `root` (world-readable: the pod's user must reach them):
+    'sources' (`configmap` as the kubelet lays it out) and 'snapshot' (the PersistentVolumeClaim,
+    0777 as if fsGroup had made it the pod's; empty before the first run)."""
     dirs = {"sources": root / "sources", "snapshot": root / "snapshot"}
     for d in dirs.values():
-        d.mkdir()
+        d.mkdir(parents=True)
     dirs["snapshot"].chmod(0o777)
-    materialize(find("ConfigMap", "redirector-sources"), volume(deployment, "sources"), dirs["sources"])
-    compile_ = container(deployment, "compile", init=True)
-    assert compile_["command"] == ["redirector"]
-    args = localize(compile_["args"], mounts_of(compile_, dirs))
-    assert all(str(root) in a for a in args if "/" in a), f"a path outside the pod's volumes: {args}"
-    proc = run(as_pod_user([cli] + args), timeout=600, cwd=root, env={"PATH": "/usr/bin:/bin"})
-    assert "wrote" in proc.stderr, proc.stderr
+    materialize(configmap, volume(update_cronjob(), "sources"), dirs["sources"])
     return dirs
 
 
-def test_init_container_compiles_the_snapshot(cli, pod_volumes, tmp_path):
-    """The init container's exact command gives a snapshot `redirector inspect` accepts, too large
-    for a ConfigMap, and holding the same prefixes as examples/simple compiled from the repository."""
-    deployment = find("Deployment", "redirector")
+def run_update_job(cli: Path, dirs: dict[str, Path]) -> None:
+    """The CronJob's container's exact command, run here on `dirs` as the pod's user."""
+    update = container(update_cronjob(), "update")
+    assert update["command"] == ["redirector"] and update["args"][0] == "update"
+    args = localize(update["args"], mounts_of(update, dirs))
+    assert all(any(str(d) in a for d in dirs.values()) for a in args if "/" in a), f"a path outside the pod's volumes: {args}"
+    run(as_pod_user([cli] + args), timeout=600, cwd=dirs["snapshot"], env={"PATH": "/usr/bin:/bin"})
+
+
+def sidecar_snapshot(deployment: dict, dirs: dict[str, Path]) -> Path:
+    """The local path standing for the sidecar container's --snapshot."""
     serve = container(deployment, "redirector")
-    snapshot_arg = next(a for a in serve["args"] if a.startswith("--snapshot="))
-    snapshot = Path(localize([snapshot_arg], mounts_of(serve, pod_volumes))[0].split("=", 1)[1])
+    [arg] = [a for a in serve["args"] if a.startswith("--snapshot=")]
+    return Path(localize([arg], mounts_of(serve, dirs))[0].split("=", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def pod_volumes(cli, tmp_root) -> dict[str, Path]:
+    """The volumes after the CronJob's first run here, which deployment.yaml's pod mounts ('snapshot')."""
+    dirs = job_volumes(tmp_root / "pod", find("ConfigMap", "redirector-sources"))
+    run_update_job(cli, dirs)
+    return dirs
+
+
+def test_update_job_writes_the_snapshot(cli, pod_volumes, tmp_path):
+    """The CronJob's exact command gives, where the sidecar reads it, a snapshot `redirector
+    inspect` accepts, too large for a ConfigMap, and holding the same prefixes as examples/simple
+    compiled from the repository."""
+    snapshot = sidecar_snapshot(find("Deployment", "redirector"), pod_volumes)
     assert snapshot.parent == pod_volumes["snapshot"] and snapshot.exists()
     inspect = run([cli, "inspect", snapshot])
     assert "amazon" in inspect.stdout and "google" in inspect.stdout, inspect.stdout[:2000]
-    assert snapshot.stat().st_size > CONFIGMAP_LIMIT, "the reason for the init container is gone: update the docs"
+    assert snapshot.stat().st_size > CONFIGMAP_LIMIT, "the reason for the snapshot volume is gone: update the docs"
     reference = tmp_path / "reference.rdb"
     run([cli, "compile", "--config", paths.EXAMPLES / "simple" / "redirector.yaml", "--output", reference])
     exported = [run([cli, "export", "prefixes", "--snapshot", s]).stdout for s in (snapshot, reference)]
     assert exported[0] == exported[1] and len(exported[0].splitlines()) > 10000
-    # The Envoy variant compiles the same way into the same place.
-    envoy_compile = container(find("Deployment", "mirror", "envoy-sidecar.yaml"), "compile", init=True)
-    assert envoy_compile == container(deployment, "compile", init=True)
+
+
+def on_volume(workload: dict, spec: dict, option: str) -> tuple[str, str, dict]:
+    """Where `spec`'s --OPTION=PATH lies: (the PersistentVolumeClaim's name, the path inside the
+    volume, the volume mount)."""
+    [value] = [a.split("=", 1)[1] for a in spec["args"] if a.startswith(f"--{option}=")]
+    [mount] = [m for m in spec["volumeMounts"] if value.startswith(m["mountPath"] + "/")]
+    claim = volume(workload, mount["name"])["persistentVolumeClaim"]["claimName"]
+    return claim, value[len(mount["mountPath"]) + 1:], mount
+
+
+@pytest.mark.parametrize("manifest,name", DEPLOYMENTS)
+def test_update_job_writes_where_the_sidecar_reads(manifest, name):
+    """The CronJob's --output is the sidecar's --snapshot on the same claim, ReadWriteMany (one
+    writer, replicas on any node), mounted read-only by the sidecar, which polls it and starts
+    without it; the fetch cache stays on that volume between runs; one run at a time; nothing that
+    routes traffic or counts replicas selects the job's pod."""
+    job, deployment = update_cronjob(), find("Deployment", name, manifest)
+    update, serve = container(job, "update"), container(deployment, "redirector")
+    claim, path, _ = on_volume(job, update, "output")
+    assert on_volume(job, update, "cache")[0] == claim
+    served_claim, served_path, served_mount = on_volume(deployment, serve, "snapshot")
+    assert (served_claim, served_path) == (claim, path)
+    assert served_mount.get("readOnly") and volume(deployment, served_mount["name"])["persistentVolumeClaim"].get("readOnly")
+    assert "ReadWriteMany" in find("PersistentVolumeClaim", claim, "update.yaml")["spec"]["accessModes"]
+    assert "--allow-missing-snapshot" in serve["args"]
+    assert not [a for a in serve["args"] if a.startswith("--reload-interval")], "the sidecar must keep polling its snapshot"
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    labels = job["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    selectors = [deployment["spec"]["selector"]["matchLabels"], find("Service", "redirector")["spec"]["selector"],
+                 find("PodDisruptionBudget", "redirector")["spec"]["selector"]["matchLabels"]]
+    assert not [s for s in selectors if s.items() <= labels.items()], (labels, selectors)
 
 
 class PodSidecar(Process):
@@ -377,12 +430,49 @@ def check_service_and_monitor(sidecar: PodSidecar):
 def check_standalone(sidecar: PodSidecar, dirs: dict[str, Path]):
     """The standalone listener (Service port 80 -> redirects) redirects as `redirector decide` says;
     the snapshot's trustedProxies (loopback) lets X-Forwarded-For name the client here."""
-    snapshot = next(dirs["snapshot"].glob("*.rdb"))
-    path = "/v2/pause/manifests/3.9"
-    expected = cli_decide(snapshot, "3.5.140.7", "GET", path)
+    snapshot = sidecar_snapshot(find("Deployment", "redirector"), dirs)
+    expected = cli_decide(snapshot, AWS_CLIENT, "GET", REGISTRY_PATH)
     assert expected["action"] == "redirect", expected
-    resp = request(sidecar.local_port("redirects"), "GET", path, client="3.5.140.7")
+    resp = request(sidecar.local_port("redirects"), "GET", REGISTRY_PATH, client=AWS_CLIENT)
     assert (resp.status, resp.location) == (expected["status"], expected["location"])
+
+
+def test_sidecar_loads_what_the_update_job_installs(cli, tmp_root, tmp_path):
+    """On a volume of its own: a second run of the CronJob with the same sources leaves the snapshot
+    file as it is; after a new ConfigMap (the default status 302 turned 307) the next run installs a
+    new snapshot, and deployment.yaml's running sidecar answers from it by itself, still ready."""
+    configmap = find("ConfigMap", "redirector-sources")
+    dirs = job_volumes(tmp_root / "updated", configmap)
+    run_update_job(cli, dirs)
+    deployment = find("Deployment", "redirector")
+    snapshot = sidecar_snapshot(deployment, dirs)
+    first = snapshot.stat()
+    run_update_job(cli, dirs)
+    assert (snapshot.stat().st_ino, snapshot.stat().st_mtime_ns) == (first.st_ino, first.st_mtime_ns), \
+        "an update that found nothing new replaced the snapshot"
+
+    spec = container(deployment, "redirector")
+    sidecar = PodSidecar(cli, spec, dirs, tmp_path / "sidecar.log")
+    sidecar.start_listening(sidecar.local_port(spec["readinessProbe"]["httpGet"]["port"]), timeout=30)
+    try:
+        def status() -> int:
+            return request(sidecar.local_port("redirects"), "GET", REGISTRY_PATH, client=AWS_CLIENT).status
+
+        assert status() == 302
+        changed = copy.deepcopy(configmap)
+        policy = changed["data"]["simple.redirector.yaml"]
+        assert policy.count("\n  status: 302\n") == 1
+        changed["data"]["simple.redirector.yaml"] = policy.replace("\n  status: 302\n", "\n  status: 307\n")
+        # The next job's pod mounts the ConfigMap as it is then.
+        dirs["sources"] = materialize(changed, volume(update_cronjob(), "sources"), tmp_root / "updated" / "sources-2")
+        run_update_job(cli, dirs)
+        assert snapshot.stat().st_ino != first.st_ino, "the new snapshot was not renamed into place"
+        wait_until(lambda: status() == 307, timeout=30, what="the sidecar answering from the new snapshot")
+        readiness = spec["readinessProbe"]["httpGet"]
+        assert request(sidecar.local_port(readiness["port"]), "GET", readiness["path"]).status == 200
+    finally:
+        code = sidecar.stop()
+    assert code == 0, sidecar.log_text()[-2000:]
 
 
 def test_envoy_sidecar_config_is_valid_for_envoy(tmp_path):
