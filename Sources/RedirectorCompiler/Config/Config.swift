@@ -22,6 +22,8 @@ public struct Config: Decodable, Sendable {
     public var trustedProxies: [String]?
     /// Named pools of mirrors, which targets can name with `{pool: NAME}`.
     public var pools: [String: PoolConfig]?
+    /// How `verify` routes check that a mirror holds an object.
+    public var presence: PresenceConfig?
 
     /// Loads and decodes a config file.
     public static func load(path: String) throws -> Config {
@@ -313,6 +315,22 @@ public struct RedirectConfig: Decodable, Sendable {
     public var rewrite: String?
     /// Append the request's query string (default true).
     public var keepQuery: Bool?
+    /// Redirect only to a member that a HEAD of the `Location` found holding the object (default false).
+    public var verify: Bool?
+}
+
+/// Presence checks of `verify` routes (defaults: ``PresenceSettings/default``).
+public struct PresenceConfig: Decodable, Sendable {
+    /// Per check, e.g. `5s`.
+    public var timeout: String?
+    /// How long a found object is remembered, e.g. `1h`.
+    public var presentTTL: String?
+    /// How long a missing object is remembered, e.g. `1m`; `0` remembers none.
+    public var absentTTL: String?
+    /// Most answers remembered.
+    public var cacheEntries: UInt32?
+    /// Most checks in flight to one mirror.
+    public var concurrencyPerMirror: UInt32?
 }
 
 /// A fixed answer.
@@ -397,6 +415,7 @@ indirect enum ConfigSchema: Sendable {
     static let source = ConfigSchema.mapping(sourceKeys.merging(["otherwise": .mapping(sourceKeys)]) { $1 })
     static let config = ConfigSchema.mapping([
         "version": nil, "keepUnassignedPrefixes": nil, "trustedProxies": nil,
+        "presence": .mapping(["timeout": nil, "presentTTL": nil, "absentTTL": nil, "cacheEntries": nil, "concurrencyPerMirror": nil]),
         "pools": .dictionary(.mapping([
             "members": .list(.mapping(["url": nil, "weight": nil, "priority": nil, "health": healthCheck])),
             "health": healthCheck, "fallback": nil,
@@ -412,7 +431,7 @@ indirect enum ConfigSchema: Sendable {
             "name": nil, "path": nil, "methods": nil, "exceptMethods": nil, "clients": nil, "providers": nil,
             "exceptProviders": nil, "pass": nil,
             "headers": .dictionary(.mapping(["present": nil, "exact": nil, "prefix": nil])),
-            "redirect": .mapping(["to": target, "provider": nil, "status": nil, "rewrite": nil, "keepQuery": nil, "hashOn": nil]),
+            "redirect": .mapping(["to": target, "provider": nil, "status": nil, "rewrite": nil, "keepQuery": nil, "hashOn": nil, "verify": nil]),
             "respond": .mapping(["status": nil, "headers": nil]),
         ])),
         "defaults": .mapping(["status": nil, "unmatched": nil, "registry": target, "artifacts": target]),

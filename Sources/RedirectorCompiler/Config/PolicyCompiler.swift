@@ -109,7 +109,31 @@ struct PolicyCompiler {
             }
             trusted.append(prefix)
         }
-        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools.pools)
+        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools.pools,
+                      presence: try presenceSettings(config.presence, place: "\(configName): presence"))
+    }
+
+    /// The presence settings, each given value checked (a zero cache or concurrency would make
+    /// every check fail).
+    func presenceSettings(_ config: PresenceConfig?, place: String) throws -> PresenceSettings {
+        var settings = PresenceSettings.default
+        guard let config else { return settings }
+        if let text = config.timeout { settings.timeoutMilliseconds = try ConfigDuration.milliseconds(text, "\(place).timeout") }
+        if let text = config.presentTTL {
+            settings.presentTTLMilliseconds = try ConfigDuration.milliseconds(text, "\(place).presentTTL")
+        }
+        if let text = config.absentTTL {
+            settings.absentTTLMilliseconds = text == "0" ? 0 : try ConfigDuration.milliseconds(text, "\(place).absentTTL")
+        }
+        if let entries = config.cacheEntries {
+            guard entries > 0 else { throw ConfigError(place: "\(place).cacheEntries", message: "must be at least 1") }
+            settings.cacheEntries = entries
+        }
+        if let limit = config.concurrencyPerMirror {
+            guard limit > 0 else { throw ConfigError(place: "\(place).concurrencyPerMirror", message: "must be at least 1") }
+            settings.concurrencyPerMirror = limit
+        }
+        return settings
     }
 
     /// The route's header conditions, names lower-cased.
@@ -240,7 +264,8 @@ struct PolicyCompiler {
             }
             hashKey = .capture(index)
         }
-        return .redirect(status: status, target: target, path: template, keepQuery: redirect.keepQuery ?? true, hashKey: hashKey)
+        return .redirect(status: status, target: target, path: template, keepQuery: redirect.keepQuery ?? true, hashKey: hashKey,
+                         verify: redirect.verify ?? false)
     }
 
     /// `{name}` refers to a capture of the pattern, `{path}` to the whole request path.

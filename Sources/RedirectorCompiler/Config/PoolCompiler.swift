@@ -144,11 +144,11 @@ struct PoolCompiler {
     }
 }
 
-/// Durations in the config: `250ms`, `10s`, `2m`, or a number of seconds.
+/// Durations in the config: `250ms`, `10s`, `2m`, `1h`, or a number of seconds.
 enum ConfigDuration {
     /// The duration in milliseconds (1 ms … 1 day).
     static func milliseconds(_ text: String, _ place: String) throws -> UInt32 {
-        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
+        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
         var number = Substring(text)
         var scale = 1000.0
         for (suffix, factor) in units where text.hasSuffix(suffix) {
@@ -157,7 +157,7 @@ enum ConfigDuration {
             break
         }
         guard let value = Double(number), value.isFinite, value > 0, value * scale >= 1, value * scale <= 86_400_000 else {
-            throw ConfigError(place: place, message: "'\(text)' is not a duration between 1ms and 24h (e.g. 500ms, 10s, 2m)")
+            throw ConfigError(place: place, message: "'\(text)' is not a duration between 1ms and 24h (e.g. 500ms, 10s, 2m, 1h)")
         }
         return UInt32(value * scale)
     }

@@ -67,7 +67,13 @@ extension Snapshot {
                     var selector = MemberSelector(tables: self.tables, health: health, key: key)
                     let choice = selector.resolve(action.target, client: attributes, trace: &trace)
                     decision.step = choice.step
-                    guard let member = choice.member else { return decision }
+                    guard let member = choice.member else {
+                        // A checked route with no member left (down, or found without the
+                        // object) leaves the request to the routes after it.
+                        if action.verify { continue }
+                        return decision
+                    }
+                    decision.needsVerification = action.verify
                     decision.action = .redirect
                     decision.status = action.status
                     decision.target = member.url
@@ -191,6 +197,34 @@ extension Snapshot {
     /// Decides a request with an already-resolved client address and explains the result.
     public func explain(client: IPAddress?, method: String, target: String, headers: [(name: String, value: String)] = [],
                         health: HealthView = .allUp) -> DecisionExplanation {
+        var trace = RecordedDecisionTrace()
+        let (decision, location) = decide(client: client, method: method, target: target, headers: headers, health: health, trace: &trace)
+        let responseHeaders = decision.action == .respond
+            ? self.responseHeaders(route: Int(decision.route)).map { (name: strings.string($0.name), value: strings.string($0.value)) }
+            : []
+        let names = self.names(of: decision)
+        var explanation = DecisionExplanation(
+            action: decision.action.name, status: Int(decision.status), location: location,
+            provider: strings.string(names.provider), region: strings.string(decision.attributes.region),
+            prefix: matchedPrefix(of: decision, client: client), asn: decision.attributes.asn,
+            route: strings.string(names.route), target: strings.string(decision.target), headers: responseHeaders)
+        explanation.pool = strings.string(names.pool)
+        explanation.source = source(ofAttribute: decision.attributeIndex)?.name ?? ""
+        explanation.step = decision.step
+        explanation.skipped = skipped(trace)
+        return explanation
+    }
+
+    /// Decides a request given as text (allocates; not for the hot path): the decision and its
+    /// `Location` (nil unless it redirects).
+    public func decide(client: IPAddress?, method: String, target: String, headers: [(name: String, value: String)] = [],
+                       health: HealthView = .allUp) -> (decision: Decision, location: String?) {
+        var trace = NoDecisionTrace()
+        return decide(client: client, method: method, target: target, headers: headers, health: health, trace: &trace)
+    }
+
+    private func decide<Trace: DecisionTrace>(client: IPAddress?, method: String, target: String, headers: [(name: String, value: String)],
+                                              health: HealthView, trace: inout Trace) -> (decision: Decision, location: String?) {
         let methodBytes = Array(method.utf8)
         let targetBytes = Array(target.utf8)
         let headerBytes = headers.map { (Array($0.name.utf8), Array($0.value.utf8)) }
@@ -198,12 +232,12 @@ extension Snapshot {
         while true {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 1)
             defer { buffer.deallocate() }
-            var trace = RecordedDecisionTrace()
+            var attempt = trace
             let decision = methodBytes.withUnsafeBytes { methodBytes in
                 targetBytes.withUnsafeBytes { targetBytes in
                     withRequestHeaders(headerBytes) { fields in
                         decide(client: client, method: methodBytes, target: targetBytes, headers: fields, health: health,
-                               location: buffer, trace: &trace)
+                               location: buffer, trace: &attempt)
                     }
                 }
             }
@@ -211,23 +245,11 @@ extension Snapshot {
                 capacity = decision.locationLength
                 continue
             }
+            trace = attempt
             let location = decision.action == .redirect
                 ? String(decoding: UnsafeRawBufferPointer(rebasing: buffer[..<decision.locationLength]), as: UTF8.self)
                 : nil
-            let responseHeaders = decision.action == .respond
-                ? self.responseHeaders(route: Int(decision.route)).map { (name: strings.string($0.name), value: strings.string($0.value)) }
-                : []
-            let names = self.names(of: decision)
-            var explanation = DecisionExplanation(
-                action: decision.action.name, status: Int(decision.status), location: location,
-                provider: strings.string(names.provider), region: strings.string(decision.attributes.region),
-                prefix: matchedPrefix(of: decision, client: client), asn: decision.attributes.asn,
-                route: strings.string(names.route), target: strings.string(decision.target), headers: responseHeaders)
-            explanation.pool = strings.string(names.pool)
-            explanation.source = source(ofAttribute: decision.attributeIndex)?.name ?? ""
-            explanation.step = decision.step
-            explanation.skipped = skipped(trace)
-            return explanation
+            return (decision, location)
         }
     }
 

@@ -41,6 +41,11 @@ public struct Decision: Hashable, Sendable {
     public var step: FallbackStep
     /// Length of the `Location` value; it was written only if it fit the buffer.
     public var locationLength: Int
+    /// Whether the redirect may be answered only once a presence check found the object at the
+    /// `Location` (a `verify` route). A backend that checks and finds it missing decides again
+    /// with the member excluded (``HealthView/excluding(_:body:)``); one that cannot check must
+    /// not serve such a snapshot.
+    public var needsVerification: Bool = false
 
     /// A pass decision with no route.
     static func pass(_ attributeIndex: UInt32?, _ attributes: MatchAttributes) -> Decision {
@@ -80,6 +85,8 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
     public var step: FallbackStep = .none
     /// Members passed over, as `url (pool): reason`.
     public var skipped: [String] = []
+    /// Presence checks made for a `verify` route, as `url(result,cached|latency)` (set by the backend that made them).
+    public var checks: [String] = []
 
     public static func == (lhs: DecisionExplanation, rhs: DecisionExplanation) -> Bool {
         lhs.description == rhs.description
@@ -98,6 +105,7 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
             ("provider", quote(provider)), ("region", quote(region)), ("prefix", prefix.map { quote("\($0)") } ?? "null"),
             ("asn", "\(asn)"), ("source", source.isEmpty ? "null" : quote(source)), ("route", quote(route)), ("target", quote(target)), ("pool", quote(pool)),
             ("step", quote(step.name)), ("skipped", "[" + skipped.map(quote).joined(separator: ", ") + "]"),
+            ("checks", "[" + checks.map(quote).joined(separator: ", ") + "]"),
             ("headers", "{" + headers.map { "\(quote($0.name)): \(quote($0.value))" }.joined(separator: ", ") + "}"),
         ]
     }
@@ -116,6 +124,7 @@ public struct DecisionExplanation: Hashable, Sendable, CustomStringConvertible {
         if !pool.isEmpty { fields.append("pool=\(pool)") }
         if step != .none && step != .primary { fields.append("step=\(step.name)") }
         for skip in skipped { fields.append("skipped=\(skip)") }
+        for check in checks { fields.append("check=\(check)") }
         for header in headers { fields.append("header=\(header.name): \(header.value)") }
         return fields.joined(separator: " ")
     }

@@ -56,14 +56,14 @@ struct DecisionTables {
                 clients = ClientRule(kind: .exceptProviders, providers: slice(list, into: &clientProviders))
             }
             var action = ActionEntry(kind: .pass, status: 0, target: .pool(.none), template: TableSlice(), keepQuery: false,
-                                     hashKey: .path, headers: TableSlice())
+                                     hashKey: .path, headers: TableSlice(), verify: false)
             switch route.action {
             case .pass: break
             case .respond(let status, let headers):
                 (action.kind, action.status, action.headers) = (.respond, status, slice(headers, into: &responseHeaders))
-            case .redirect(let status, let target, let template, let keepQuery, let hashKey):
+            case .redirect(let status, let target, let template, let keepQuery, let hashKey, let verify):
                 action = ActionEntry(kind: .redirect, status: status, target: target, template: slice(template, into: &templateParts),
-                                     keepQuery: keepQuery, hashKey: hashKey, headers: TableSlice())
+                                     keepQuery: keepQuery, hashKey: hashKey, headers: TableSlice(), verify: verify)
             }
             return RouteEntry(
                 name: route.name, methods: slice(route.methods.methods, into: &methods), methodsNegated: route.methods.isNegated, clients: clients,
@@ -200,6 +200,8 @@ struct ActionEntry: BitwiseCopyable {
     var hashKey: HashKey
     /// Into ``DecisionTables/responseHeaders``: a respond action's headers.
     var headers: TableSlice
+    /// Whether a redirect waits for a presence check (``RouteAction/redirect(status:target:path:keepQuery:hashKey:verify:)``).
+    var verify: Bool
 }
 
 /// A ``Provider`` flattened.

@@ -8,14 +8,27 @@ public struct HealthView: @unchecked Sendable {
     let words: UnsafePointer<UInt64>?
     /// Number of slots the bits cover.
     let slotCount: Int
+    /// Of the members down, those a presence check excluded (explanations only), nil: none.
+    let missing: UnsafePointer<UInt64>?
 
     /// Every member up.
     public static let allUp = HealthView(words: nil, slotCount: 0)
 
     /// A view of `slotCount` bits at `words`.
     public init(words: UnsafePointer<UInt64>?, slotCount: Int) {
+        self.init(words: words, slotCount: slotCount, missing: nil)
+    }
+
+    private init(words: UnsafePointer<UInt64>?, slotCount: Int, missing: UnsafePointer<UInt64>?) {
         self.words = words
         self.slotCount = slotCount
+        self.missing = missing
+    }
+
+    /// Why a member that ``isDown(_:)`` is not used: down, or missing the object.
+    func downReason(_ slot: UInt32) -> SkipReason {
+        guard let missing, Int(slot) < slotCount, missing[Int(slot &>> 6)] & (1 &<< UInt64(slot & 63)) != 0 else { return .down }
+        return .missing
     }
 
     /// Whether the member in `slot` is down.
@@ -23,6 +36,29 @@ public struct HealthView: @unchecked Sendable {
     public func isDown(_ slot: UInt32) -> Bool {
         guard let words, Int(slot) < slotCount else { return false }
         return words[Int(slot &>> 6)] & (1 &<< UInt64(slot & 63)) != 0
+    }
+}
+
+extension HealthView {
+    /// This view with the members in `slots` down as well, during `body`: how a backend decides
+    /// again once a presence check found the object missing on a member (``Decision/needsVerification``).
+    /// `memberCount` is the policy's (``Policy/memberCount``); slots beyond it are ignored.
+    public func excluding<Result>(_ slots: [UInt32], memberCount: Int, _ body: (HealthView) -> Result) -> Result {
+        let count = max(slotCount, memberCount)
+        var bits = [UInt64](repeating: 0, count: (count &+ 63) / 64)
+        if let words {
+            for index in 0..<((slotCount &+ 63) / 64) { bits[index] = words[index] }
+        }
+        var missing = [UInt64](repeating: 0, count: bits.count)
+        for slot in slots where Int(slot) < count {
+            bits[Int(slot &>> 6)] |= 1 &<< UInt64(slot & 63)
+            missing[Int(slot &>> 6)] |= 1 &<< UInt64(slot & 63)
+        }
+        return bits.withUnsafeBufferPointer { bits in
+            missing.withUnsafeBufferPointer { missing in
+                body(HealthView(words: bits.baseAddress, slotCount: count, missing: missing.baseAddress))
+            }
+        }
     }
 }
 
@@ -55,6 +91,8 @@ public enum SkipReason: String, Sendable {
     case priority
     /// Another member of its priority won the object's rendezvous hash.
     case weight
+    /// A presence check did not find the object there (absent, or no clear answer).
+    case missing
 }
 
 /// What a decision considered on its way to a target: for explanations. The decision path uses

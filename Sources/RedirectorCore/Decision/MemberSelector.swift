@@ -171,7 +171,7 @@ struct MemberSelector {
     private mutating func choose<Trace: DecisionTrace>(_ members: UnsafeBufferPointer<MemberEntry>, _ trace: inout Trace) -> Int? {
         if members.count == 1 {
             guard health.isDown(members[0].slot) else { return 0 }
-            trace.skipped(url: members[0].url, reason: .down)
+            trace.skipped(url: members[0].url, reason: health.downReason(members[0].slot))
             return nil
         }
         // One pass: the best priority among the members up; among its members, the lowest
@@ -196,7 +196,8 @@ struct MemberSelector {
         if !(trace is NoDecisionTrace) {
             for index in members.indices where index != best {
                 let member = members[index]
-                let reason: SkipReason = health.isDown(member.slot) ? .down : member.priority != bestPriority ? .priority : .weight
+                let reason: SkipReason = health.isDown(member.slot) ? health.downReason(member.slot)
+                    : member.priority != bestPriority ? .priority : .weight
                 trace.skipped(url: member.url, reason: reason)
             }
         }

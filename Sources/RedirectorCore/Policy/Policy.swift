@@ -14,14 +14,17 @@ public struct Policy: Hashable, Sendable {
     public private(set) var memberCount: Int
     /// The lower-case names of the headers routes look at, each once: what backends pass in.
     public private(set) var headerNames: [StringRef]
+    /// How `verify` routes check presence.
+    public var presence: PresenceSettings
 
     /// Creates a policy. Members are numbered (``PoolMember/slot``) across the pools in order.
     public init(providers: [Provider], routes: [Route], fallback: FallbackAction = .pass, trustedProxies: [IPPrefix] = [],
-                pools: [Pool] = []) {
+                pools: [Pool] = [], presence: PresenceSettings = .default) {
         self.providers = providers
         self.routes = routes
         self.fallback = fallback
         self.trustedProxies = trustedProxies
+        self.presence = presence
         var slot: UInt32 = 0
         self.pools = pools.map { pool in
             var pool = pool
@@ -37,6 +40,14 @@ public struct Policy: Hashable, Sendable {
             for condition in route.headers where !names.contains(condition.name) { names.append(condition.name) }
         }
         self.headerNames = names
+    }
+
+    /// Whether some route redirects only after a presence check.
+    public var verifies: Bool {
+        routes.contains { route in
+            if case .redirect(_, _, _, _, _, true) = route.action { return true }
+            return false
+        }
     }
 
     /// All members, in slot order.

@@ -141,7 +141,7 @@ extension Policy {
                     writer.write(header.name)
                     writer.write(header.value)
                 }
-            case .redirect(let status, let target, let path, let keepQuery, let hashKey):
+            case .redirect(let status, let target, let path, let keepQuery, let hashKey, let verify):
                 writer.write(WireTag.RouteAction.redirect)
                 writer.write(status)
                 switch target {
@@ -173,6 +173,7 @@ extension Policy {
                     writer.write(WireTag.HashKey.capture)
                     writer.write(UInt32(index))
                 }
+                writer.write(UInt8(verify ? 1 : 0))
             }
         }
         switch fallback {
@@ -194,6 +195,11 @@ extension Policy {
             }
             writer.write(UInt8(prefix.length))
         }
+        writer.write(presence.timeoutMilliseconds)
+        writer.write(presence.presentTTLMilliseconds)
+        writer.write(presence.absentTTLMilliseconds)
+        writer.write(presence.cacheEntries)
+        writer.write(presence.concurrencyPerMirror)
     }
 
     /// Reads and validates a policy: every string, index, status and count is checked.
@@ -395,7 +401,10 @@ extension Policy {
                     guard capture < captureCount else { throw fail("\(place) hashes capture \(capture)") }
                     hashKey = .capture(capture)
                 }
-                action = .redirect(status: code, target: target, path: template, keepQuery: keepQuery != 0, hashKey: hashKey)
+                let verify: UInt8 = try reader.read()
+                guard verify <= 1 else { throw fail("\(place) has verify flag \(verify)") }
+                action = .redirect(status: code, target: target, path: template, keepQuery: keepQuery != 0, hashKey: hashKey,
+                                   verify: verify == 1)
             }
             let pattern = PathPattern(parts: parts, captureNames: (0..<captureCount).map { "\($0)" })
             routes.append(Route(name: name, methods: MethodFilter(methods: methods, isNegated: negated != 0),
@@ -424,8 +433,15 @@ extension Policy {
             guard length <= address.family.bitWidth else { throw fail("trusted proxy \(index) has length \(length)") }
             trusted.append(IPPrefix(network: address, length: length))
         }
+        let presence = PresenceSettings(
+            timeoutMilliseconds: try reader.read(), presentTTLMilliseconds: try reader.read(),
+            absentTTLMilliseconds: try reader.read(), cacheEntries: try reader.read(), concurrencyPerMirror: try reader.read())
+        guard presence.timeoutMilliseconds > 0, presence.cacheEntries > 0, presence.concurrencyPerMirror > 0 else {
+            throw fail("has presence settings with a zero timeout, cache size or concurrency")
+        }
         guard reader.isAtEnd else { throw fail("has trailing bytes") }
-        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools)
+        return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools,
+                      presence: presence)
     }
 }
 

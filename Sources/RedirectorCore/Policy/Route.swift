@@ -87,7 +87,11 @@ public enum RouteAction: Hashable, Sendable {
     /// Answer `status` with `headers` and no body (e.g. 404, 405, or 200 for `/v2/`).
     case respond(status: Int32, headers: [Header])
     /// Answer `status` with `Location: <member><path>[?query]`, the member chosen by hashing `hashKey`.
-    case redirect(status: Int32, target: RedirectTarget, path: [TemplatePart], keepQuery: Bool, hashKey: HashKey = .path)
+    /// With `verify`, a member is taken only once a presence check (a HEAD of that `Location`)
+    /// found the object there; a member without it is skipped like a member that is down, and a
+    /// chain with no member left gives the request to the routes that follow.
+    case redirect(status: Int32, target: RedirectTarget, path: [TemplatePart], keepQuery: Bool, hashKey: HashKey = .path,
+                  verify: Bool = false)
 }
 
 /// A response header a `respond` route sets.

@@ -31,7 +31,7 @@ extension Snapshot {
             }
         }
         for route in policy.routes {
-            guard case .redirect(_, let target, _, _, _) = route.action else { continue }
+            guard case .redirect(_, let target, _, _, _, _) = route.action else { continue }
             switch target {
             case .pool(let reference):
                 reach(reference)

@@ -183,7 +183,7 @@ public struct SnapshotDiff: Sendable {
             case .pass: action = "pass"
             case .respond(let status, let list):
                 action = "respond \(status) " + list.map { "\(strings.string($0.name)): \(strings.string($0.value))" }.joined(separator: "; ")
-            case .redirect(let status, let target, let template, let keepQuery, let hashKey):
+            case .redirect(let status, let target, let template, let keepQuery, let hashKey, let verify):
                 let destination: String
                 switch target {
                 case .pool(let reference): destination = snapshot.describe(reference)
@@ -196,7 +196,7 @@ public struct SnapshotDiff: Sendable {
                     case .path: return "{path}"
                     }
                 }.joined()
-                action = "redirect \(status) \(destination) \(parts) query=\(keepQuery) hash=\(hashKey)"
+                action = "redirect \(status) \(destination) \(parts) query=\(keepQuery) hash=\(hashKey)" + (verify ? " verify" : "")
             }
             let name = strings.string(route.name)
             seen[name, default: 0] += 1

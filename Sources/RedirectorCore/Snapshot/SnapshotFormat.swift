@@ -1,4 +1,4 @@
-/// The `.rdb` snapshot file format, version 2. All integers are little-endian.
+/// The `.rdb` snapshot file format, version 4. All integers are little-endian.
 ///
 /// ```
 /// offset  size  field
@@ -26,13 +26,14 @@
 /// without them (no provenance, no source names). Their contents are validated like every
 /// other section's.
 ///
-/// Version 1 had one trie per family with the length packed into every leaf; its files are
+/// Version 1 had one trie per family with the length packed into every leaf; version 3 had no
+/// presence checks (a build that ignored them would redirect unverified). Older files are
 /// refused with a message to recompile.
 public enum SnapshotFormat {
     /// The file's first eight bytes.
     public static let magic: [UInt8] = Array("RDRSNAP\0".utf8)
     /// The version this library reads and writes.
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
     /// Header size.
     public static let headerSize = 64
 
