@@ -48,6 +48,7 @@ let package = Package(
                 "RedirectorCore", "RedirectorCompiler",
                 "RedirectorSidecar",
                 "RedirectorHealth",
+                "RedirectorPresence",
                 "RedirectorAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -77,12 +78,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        /// Presence checks of `verify` routes: a HEAD of the redirect's URL, cached, one in flight per URL.
+        .target(
+            name: "RedirectorPresence",
+            dependencies: [
+                "RedirectorCore", "RedirectorHealth",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         /// `redirector serve`: Envoy ext_authz HTTP, forward-auth, nginx auth_request and standalone redirects.
         .target(
             name: "RedirectorSidecar",
             dependencies: [
                 "RedirectorCore",
                 "RedirectorHealth",
+                "RedirectorPresence",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -96,8 +107,9 @@ let package = Package(
         .testTarget(
             name: "RedirectorSidecarTests",
             dependencies: [
-                "RedirectorSidecar", "RedirectorCore", "RedirectorHealth",
+                "RedirectorSidecar", "RedirectorCore", "RedirectorHealth", "RedirectorPresence",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
 import RedirectorCore
+import RedirectorHealth
+import RedirectorPresence
 
 /// `redirector decide`: the full decision for one request, explained.
-struct DecideCommand: ParsableCommand {
+struct DecideCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decide",
         abstract: "Decide one request and explain it: action, status, Location, provider, region, prefix, ASN, source, route.")
@@ -25,10 +27,13 @@ struct DecideCommand: ParsableCommand {
     @Option(name: .long, help: "Decide with this health state file (written by `redirector probe`/`serve --probe`).")
     var health: String?
 
+    @Flag(help: "Make the presence checks of a `verify` route (HEADs to the mirrors) and show each one.")
+    var verify = false
+
     @Flag(help: "Print JSON instead of key=value.")
     var json = false
 
-    func run() throws {
+    func run() async throws {
         let table = try input.open()
         let requestHeaders = try headers.map { text in
             guard let colon = text.firstIndex(of: ":"), colon > text.startIndex else {
@@ -51,9 +56,29 @@ struct DecideCommand: ParsableCommand {
                 printError("redirector decide: health state \(health): \(error) (deciding without health)")
             }
         }
-        let explanation = withExtendedLifetime(state) {
-            table.explain(client: client, method: method, target: target, headers: requestHeaders, health: state?.view ?? .allUp)
+        let health = state?.view ?? .allUp
+        let address = IPAddress(client)
+        var excluded: [UInt32] = []
+        var checks: [String] = []
+        if verify {
+            let client = HTTPProbeClient()
+            let verified = await PresenceChecker(client: client).decide(
+                health: health, memberCount: table.policy.memberCount, settings: table.policy.presence
+            ) { view in
+                let (decision, location) = table.decide(client: address, method: method, target: target, headers: requestHeaders, health: view)
+                return (decision, location, table.strings.string(decision.target))
+            }
+            await client.shutdown()
+            (excluded, checks) = (verified.excluded, verified.checks.map(\.description))
+        } else if table.decide(client: address, method: method, target: target, headers: requestHeaders, health: health).decision.needsVerification {
+            printError("redirector decide: route needs a presence check; decided without it (--verify makes it)")
         }
+        var explanation = withExtendedLifetime(state) {
+            health.excluding(excluded, memberCount: table.policy.memberCount) { view in
+                table.explain(client: address, method: method, target: target, headers: requestHeaders, health: view)
+            }
+        }
+        explanation.checks = checks
         guard json else {
             print(explanation)
             return

@@ -5,7 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import RedirectorCore
 
-/// The real probe: an HTTP GET or HEAD with AsyncHTTPClient.
+/// The real probe: an HTTP GET or HEAD with AsyncHTTPClient (health checks and presence checks).
 ///
 /// Redirects are not followed (a 3xx is the member's answer), a failed connection is not retried
 /// (the next probe is the retry), and a GET body is read and dropped, at most
@@ -30,10 +30,19 @@ public final class HTTPProbeClient: HealthProbeClient {
 
     /// Probes `target`: the whole exchange, connection included, must finish within its timeout.
     public func probe(_ target: ProbeTarget) async -> ProbeResponse {
-        var request = HTTPClientRequest(url: target.url)
-        request.method = target.method == "HEAD" ? .HEAD : .GET
+        await send(target.method == "HEAD" ? .HEAD : .GET, url: target.url, timeout: target.timeout)
+    }
+
+    /// A HEAD of `url` within `timeout` (a presence check).
+    public func head(url: String, timeout: Duration) async -> ProbeResponse {
+        await send(.HEAD, url: url, timeout: timeout)
+    }
+
+    private func send(_ method: HTTPMethod, url: String, timeout: Duration) async -> ProbeResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
         request.headers.add(name: "User-Agent", value: Self.userAgent)
-        let deadline = NIODeadline.now() + TimeAmount.nanoseconds(max(1, target.timeout.nanoseconds))
+        let deadline = NIODeadline.now() + TimeAmount.nanoseconds(max(1, timeout.nanoseconds))
         do {
             let response = try await client.execute(request, deadline: deadline)
             var read = 0

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import RedirectorCore
+import RedirectorPresence
 
 /// Shared, immutable per-server state the connection handlers read.
 final class SidecarContext: Sendable {
@@ -10,13 +11,17 @@ final class SidecarContext: Sendable {
     let metrics: SidecarMetrics
     let logger: Logger
     let lifecycle: ServerLifecycle
+    /// Checks presence for `verify` routes, shared by every connection (one HEAD per URL in flight).
+    let presence: PresenceChecker
 
-    init(translator: RequestTranslator, store: SnapshotStore, metrics: SidecarMetrics, logger: Logger, lifecycle: ServerLifecycle) {
+    init(translator: RequestTranslator, store: SnapshotStore, metrics: SidecarMetrics, logger: Logger, lifecycle: ServerLifecycle,
+         presence: PresenceChecker) {
         self.translator = translator
         self.store = store
         self.metrics = metrics
         self.logger = logger
         self.lifecycle = lifecycle
+        self.presence = presence
     }
 
     var configuration: SidecarConfiguration { translator.configuration }
@@ -27,10 +32,13 @@ final class SidecarContext: Sendable {
 }
 
 /// Answers the requests of one connection. Decisions are made synchronously on the event loop with the
-/// allocation-free decider; the `Location` is built in a buffer owned by the connection.
+/// allocation-free decider; the `Location` is built in a buffer owned by the connection. A decision
+/// that needs a presence check (a `verify` route) is finished by a task and answered when the check
+/// is, without blocking the loop.
 ///
 /// Responses are serialized straight into a `ByteBuffer` (no response encoder or pipelining handler):
-/// every request is answered when its end arrives, in order, so HTTP/1.1 pipelining needs no queue.
+/// every request is answered when its end arrives, in order; an answer that waits for a check holds
+/// back the answers pipelined after it.
 final class SidecarHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = ByteBuffer
@@ -54,6 +62,11 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
     private var cached: ServingState?
     private var cachedGeneration = -1
     private var pending: Pending?
+    /// The answer of the current request when it waits for a presence check.
+    private var later: EventLoopFuture<Pending>?
+    /// The answers being waited for, in order: the last one's write; nil when none waits.
+    private var writes: EventLoopFuture<Void>?
+    private var isActive = true
     private var awaitingEnd = false
     private var bodyBytes = 0
     private var requestTimeout: TimeAmount
@@ -86,7 +99,7 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
             guard !closing else { return }  // pipelined after a "connection: close" answer
             bodyBytes = 0
             awaitingEnd = true
-            pending = answer(head)
+            pending = answer(head, eventLoop: context.eventLoop)
         case .body(let buffer):
             bodyBytes &+= buffer.readableBytes
             if bodyBytes > shared.configuration.maximumBodyBytes {
@@ -154,9 +167,11 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        isActive = false
         deadline?.cancel()
         deadline = nil
         pending = nil
+        later = nil
         context.fireChannelInactive()
     }
 
@@ -168,6 +183,40 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         deadline = nil
         guard let response = pending else { return }
         pending = nil
+        if let later {
+            // Whatever happened to the request while it was read (a body too large, a timeout)
+            // applies to the answer the check completes.
+            self.later = nil
+            let keepAlive = response.keepAlive
+            enqueue(later.map { answer in
+                var answer = answer
+                answer.keepAlive = answer.keepAlive && keepAlive
+                return answer
+            }, context: context)
+        } else if writes != nil {
+            enqueue(context.eventLoop.makeSucceededFuture(response), context: context)
+        } else {
+            write(response, context: context)
+        }
+    }
+
+    /// Writes `answer` once it is there and every answer before it is written.
+    private func enqueue(_ answer: EventLoopFuture<Pending>, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let previous = writes ?? context.eventLoop.makeSucceededVoidFuture()
+        let written = previous.flatMap { answer }.map { response in
+            let (handler, context) = loopBound.value
+            handler.write(response, context: context)
+        }
+        writes = written
+        written.whenComplete { _ in
+            let handler = loopBound.value.handler
+            if handler.writes === written { handler.writes = nil }
+        }
+    }
+
+    private func write(_ response: Pending, context: ChannelHandlerContext) {
+        guard isActive else { return }
         let keepAlive = response.keepAlive && !quiescing
         var connection: (name: String, value: String)?
         if !keepAlive {
@@ -233,46 +282,59 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         return cached
     }
 
-    private func answer(_ head: HTTPRequestHead) -> Pending {
+    /// An answer now, or one that waits for presence checks.
+    private enum Answer {
+        case now(SidecarResponse)
+        case checking(EventLoopFuture<SidecarResponse>)
+    }
+
+    private func answer(_ head: HTTPRequestHead, eventLoop: any EventLoop) -> Pending {
         let started = NIODeadline.now().uptimeNanoseconds
         let route = shared.translator.route(uri: head.uri, mode: mode)
         shared.metrics.count(route.endpoint)
         requestTimeout = shared.configuration.requestTimeout.timeAmount
-        var response: SidecarResponse
-        let isHead = head.method == .HEAD
+        let answer: Answer
         switch route.endpoint {
         case .healthz:
-            response = SidecarResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8))
+            answer = .now(SidecarResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8)))
         case .readyz:
             let ready = shared.isReady
-            response = SidecarResponse(status: ready ? 200 : 503, headers: [("Content-Type", "application/json")],
-                                       body: Array(readinessBody(ready: ready).utf8))
+            answer = .now(SidecarResponse(status: ready ? 200 : 503, headers: [("Content-Type", "application/json")],
+                                          body: Array(readinessBody(ready: ready).utf8)))
         case .metrics:
             let body = shared.metrics.exposition(store: shared.store, ready: shared.isReady, now: SnapshotStore.unixTime())
-            response = SidecarResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: body)
+            answer = .now(SidecarResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: body))
         case .explain:
-            response = explainAnswer(uri: head.uri, headers: head.headers)
+            answer = explainAnswer(uri: head.uri, headers: head.headers, eventLoop: eventLoop)
         case .notFound:
-            response = SidecarResponse(status: 404, headers: [("Content-Type", "text/plain")], body: Array("not found\n".utf8))
+            answer = .now(SidecarResponse(status: 404, headers: [("Content-Type", "text/plain")], body: Array("not found\n".utf8)))
         case .extAuthz, .forwardAuth, .authRequest, .standalone:
-            response = decide(head, endpoint: route.endpoint, target: route.target)
+            answer = decide(head, endpoint: route.endpoint, target: route.target, eventLoop: eventLoop)
             if route.endpoint == .extAuthz, let budget = head.headers.first(name: "x-envoy-expected-rq-timeout-ms"),
                let milliseconds = Int64(budget), milliseconds > 0 {
                 // Never answer after Envoy stopped waiting: the remaining body gets at most its budget.
                 requestTimeout = min(.milliseconds(milliseconds), requestTimeout)
             }
         }
-        return Pending(
-            status: response.status, headers: response.headers, body: response.body, version: head.version,
-            isHead: isHead, keepAlive: head.isKeepAlive && !shared.lifecycle.isShuttingDown,
-            started: started, timed: route.endpoint.decides)
+        let keepAlive = head.isKeepAlive && !shared.lifecycle.isShuttingDown
+        @Sendable func pending(_ response: SidecarResponse) -> Pending {
+            Pending(status: response.status, headers: response.headers, body: response.body, version: head.version,
+                    isHead: head.method == .HEAD, keepAlive: keepAlive, started: started, timed: route.endpoint.decides)
+        }
+        switch answer {
+        case .now(let response):
+            return pending(response)
+        case .checking(let response):
+            later = response.map(pending)
+            return pending(SidecarResponse(status: 500))  // stands in until the check answers
+        }
     }
 
-    private func decide(_ head: HTTPRequestHead, endpoint: Endpoint, target: Substring) -> SidecarResponse {
+    private func decide(_ head: HTTPRequestHead, endpoint: Endpoint, target: Substring, eventLoop: any EventLoop) -> Answer {
         let translator = shared.translator
         guard let serving = currentServing() else {
             shared.metrics.unavailable.increment()
-            return translator.unavailableResponse(endpoint: endpoint)
+            return .now(translator.unavailableResponse(endpoint: endpoint))
         }
         let loaded = serving.loaded
         guard let request = translator.checkRequest(endpoint: endpoint, method: head.method.rawValue, target: target,
@@ -280,25 +342,21 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
                                                     routeHeaders: loaded.routeHeaderNames) else {
             loaded.count(provider: -1, outcome: .invalid)
             shared.logger.debug("check request without the original request", metadata: ["peer": "\(peerText)", "endpoint": "\(endpoint.label)"])
-            return translator.invalidResponse(endpoint: endpoint)
+            return .now(translator.invalidResponse(endpoint: endpoint))
         }
         let (decision, location) = translator.decide(request, snapshot: loaded.snapshot, health: serving.view, location: self.location)
-        var response = translator.response(to: decision, location: location, endpoint: endpoint, target: request.target,
-                                           snapshot: loaded.snapshot)
-        loaded.count(provider: decision.attributes.provider, outcome: response.outcome)
-        shared.metrics.health.count(step: decision.step)
-        if shared.configuration.explain {
-            response.headers.append((RequestTranslator.explainHeader,
-                                     translator.explanation(request, snapshot: loaded.snapshot, health: serving.view)))
+        if decision.needsVerification {
+            let shared = self.shared, peerText = self.peerText
+            let promise = eventLoop.makePromise(of: SidecarResponse.self)
+            promise.completeWithTask {
+                let verified = await shared.verify(request, serving: serving)
+                return shared.respond(to: verified, request: request, endpoint: endpoint, serving: serving, peer: peerText)
+            }
+            return .checking(promise.futureResult)
         }
-        shared.logger.trace("decision", metadata: [
-            "endpoint": "\(endpoint.label)", "peer": "\(peerText)", "client": "\(request.client.map { "\($0)" } ?? "-")",
-            "method": "\(request.method)", "target": "\(request.target)", "status": "\(response.status)",
-            "outcome": "\(response.outcome.label)", "location": "\(location ?? "-")", "step": "\(decision.step.name)",
-        ])
-        return response
+        let verified = VerifiedDecision(unchecked: decision, location: location)
+        return .now(shared.respond(to: verified, request: request, endpoint: endpoint, serving: serving, peer: peerText))
     }
-
     private func readinessBody(ready: Bool) -> String {
         let status = shared.store.status
         var fields: [String] = ["\"ready\":\(ready)"]
@@ -322,10 +380,10 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         return "{" + fields.joined(separator: ",") + "}\n"
     }
 
-    private func explainAnswer(uri: String, headers: HTTPHeaders) -> SidecarResponse {
+    private func explainAnswer(uri: String, headers: HTTPHeaders, eventLoop: any EventLoop) -> Answer {
         let parameters = QueryString.parse(uri)
         guard let serving = currentServing() else {
-            return SidecarResponse(status: 503, headers: [("Content-Type", "text/plain")], body: Array("no snapshot loaded\n".utf8))
+            return .now(SidecarResponse(status: 503, headers: [("Content-Type", "text/plain")], body: Array("no snapshot loaded\n".utf8)))
         }
         let loaded = serving.loaded
         let client: IPAddress?
@@ -334,15 +392,71 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         } else {
             client = shared.translator.clientAddress(headers: headers, peer: peer, resolver: loaded.resolver)
         }
-        var request = CheckRequest(method: parameters["method"] ?? "GET", target: parameters["target"] ?? "/", client: client)
+        var asked = CheckRequest(method: parameters["method"] ?? "GET", target: parameters["target"] ?? "/", client: client)
         for name in loaded.routeHeaderNames where headers.contains(name: name) {  // the explain request's own stand for the original's
-            request.headers[name] = headers[name]
+            asked.headers[name] = headers[name]
         }
-        if parameters["format"] == "json" {
-            let text = shared.translator.explanationJSON(request, snapshot: loaded.snapshot, health: serving.view)
-            return SidecarResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array((text + "\n").utf8))
+        let request = asked
+        let json = parameters["format"] == "json"
+        let translator = shared.translator
+        @Sendable func explained(_ verified: VerifiedDecision) -> SidecarResponse {
+            let checks = verified.checks.map(\.description)
+            let text = serving.view.excluding(verified.excluded, memberCount: loaded.snapshot.policy.memberCount) { view in
+                json ? translator.explanationJSON(request, snapshot: loaded.snapshot, health: view, checks: checks)
+                     : translator.explanation(request, snapshot: loaded.snapshot, health: view, checks: checks)
+            }
+            return SidecarResponse(status: 200, headers: [("Content-Type", json ? "application/json" : "text/plain")],
+                                   body: Array((text + "\n").utf8))
         }
-        let text = shared.translator.explanation(request, snapshot: loaded.snapshot, health: serving.view)
-        return SidecarResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array((text + "\n").utf8))
+        let (decision, location) = translator.decide(request, snapshot: loaded.snapshot, health: serving.view, location: self.location)
+        guard decision.needsVerification else {
+            return .now(explained(VerifiedDecision(unchecked: decision, location: location)))
+        }
+        let shared = self.shared
+        let promise = eventLoop.makePromise(of: SidecarResponse.self)
+        promise.completeWithTask { explained(await shared.verify(request, serving: serving)) }
+        return .checking(promise.futureResult)
+    }
+}
+
+extension SidecarContext {
+    /// Decides `request` with presence checks: the decision of a `verify` route made good.
+    func verify(_ request: CheckRequest, serving: ServingState) async -> VerifiedDecision {
+        let snapshot = serving.loaded.snapshot
+        let translator = self.translator
+        let verified = await presence.decide(health: serving.view, memberCount: snapshot.policy.memberCount,
+                                             settings: snapshot.policy.presence) { view in
+            let location = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+            defer { location.deallocate() }
+            let (decision, url) = translator.decide(request, snapshot: snapshot, health: view, location: location)
+            return (decision, url, snapshot.strings.string(decision.target))
+        }
+        return verified
+    }
+
+    /// The answer of `endpoint` to a decision, counted, explained when configured and logged.
+    func respond(to verified: VerifiedDecision, request: CheckRequest, endpoint: Endpoint, serving: ServingState,
+                 peer: String) -> SidecarResponse {
+        let loaded = serving.loaded
+        let decision = verified.decision
+        var response = translator.response(to: decision, location: verified.location, endpoint: endpoint, target: request.target,
+                                           snapshot: loaded.snapshot)
+        loaded.count(provider: decision.attributes.provider, outcome: response.outcome)
+        metrics.health.count(step: decision.step)
+        if verified.fellBack { metrics.presence.fallbacks.increment() }
+        if configuration.explain {
+            let checks = verified.checks.map(\.description)
+            let text = serving.view.excluding(verified.excluded, memberCount: loaded.snapshot.policy.memberCount) { view in
+                translator.explanation(request, snapshot: loaded.snapshot, health: view, checks: checks)
+            }
+            response.headers.append((RequestTranslator.explainHeader, text))
+        }
+        logger.trace("decision", metadata: [
+            "endpoint": "\(endpoint.label)", "peer": "\(peer)", "client": "\(request.client.map { "\($0)" } ?? "-")",
+            "method": "\(request.method)", "target": "\(request.target)", "status": "\(response.status)",
+            "outcome": "\(response.outcome.label)", "location": "\(verified.location ?? "-")", "step": "\(decision.step.name)",
+            "checks": "\(verified.checks.map(\.description).joined(separator: " "))",
+        ])
+        return response
     }
 }

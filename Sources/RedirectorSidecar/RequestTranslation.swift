@@ -320,11 +320,13 @@ public struct RequestTranslator: Sendable {
         return OutputSyntax.isPathText(target.utf8)
     }
 
-    /// The `X-Redirector-Explain` value of a request: the decision's fields, with its pool, fallback step
-    /// and skipped members, and the client.
-    public func explanation(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp) -> String {
-        var text = snapshot.explain(client: request.client, method: request.method, target: request.target,
-                                    headers: request.headerList, health: health).description
+    /// The `X-Redirector-Explain` value of a request: the decision's fields, with its pool, fallback step,
+    /// skipped members and presence `checks`, and the client.
+    public func explanation(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp, checks: [String] = []) -> String {
+        var explanation = snapshot.explain(client: request.client, method: request.method, target: request.target,
+                                           headers: request.headerList, health: health)
+        explanation.checks = checks
+        var text = explanation.description
         text += " client=\(request.client.map { "\($0)" } ?? "-")"
         // Header values must stay printable ASCII.
         return String(decoding: text.utf8.map { ByteClass.isFieldValueByte($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
@@ -332,9 +334,10 @@ public struct RequestTranslator: Sendable {
 
     /// The `/explain?format=json` body of a request: one JSON object with the explanation's fields,
     /// `pool`, `step` (``FallbackStep/name``), `skipped` (`url(pool):reason` each) and the client.
-    public func explanationJSON(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp) -> String {
-        let explanation = snapshot.explain(client: request.client, method: request.method, target: request.target,
+    public func explanationJSON(_ request: CheckRequest, snapshot: Snapshot, health: HealthView = .allUp, checks: [String] = []) -> String {
+        var explanation = snapshot.explain(client: request.client, method: request.method, target: request.target,
                                            headers: request.headerList, health: health)
+        explanation.checks = checks
         var fields = explanation.jsonMembers.map { "\(JSON.string($0.key)):\($0.value)" }
         fields.append("\"client\":\(request.client.map { JSON.string("\($0)") } ?? "null")")
         return "{" + fields.joined(separator: ",") + "}"

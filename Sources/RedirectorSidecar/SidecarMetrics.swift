@@ -68,6 +68,8 @@ public final class SidecarMetrics: Sendable {
     let unavailable: Counter
     /// Pool member health, probes, fallback steps and health state files.
     public let health: HealthMetrics
+    /// Presence-check metrics.
+    public let presence: PresenceMetrics
 
     /// Histogram buckets of the decision duration.
     public static let durationBuckets: [Duration] = [
@@ -109,6 +111,7 @@ public final class SidecarMetrics: Sendable {
             descriptor: Self.decisions, labels: [("provider", "none"), ("outcome", DecisionOutcome.unavailable.label)])
         lastReloadSuccess.set(to: 1)
         health = HealthMetrics(registry: registry)
+        presence = PresenceMetrics(registry: registry)
     }
 
     /// The decision counters for a snapshot's providers: index `(provider + 1) * outcomes + outcome`.

@@ -3,6 +3,8 @@ import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import RedirectorHealth
+import RedirectorPresence
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -41,6 +43,8 @@ public final class SidecarServer: Service, Sendable {
     /// What every connection's handler reads: the listeners' answers, `/readyz` included, come from here.
     let context: SidecarContext
     let group: MultiThreadedEventLoopGroup
+    /// Sends the presence checks of `verify` routes, on the server's event loops.
+    private let presenceClient: HTTPProbeClient
     private let bound = Mutex<[(channel: any Channel, quiesce: ServerQuiescingHelper, listener: ListenerConfiguration)]?>(nil)
     private let failure = Mutex<ConfigurationError?>(nil)
 
@@ -56,9 +60,11 @@ public final class SidecarServer: Service, Sendable {
         self.store = SnapshotStore(path: configuration.snapshotPath, extraTrustedProxies: configuration.trustedProxies,
                                    maximumSourceAge: configuration.maximumSourceAge.map { Double($0.components.seconds) },
                                    metrics: metrics, logger: logger)
-        self.context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store,
-                                      metrics: metrics, logger: logger, lifecycle: lifecycle)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads)
+        self.presenceClient = HTTPProbeClient(eventLoopGroup: group)
+        self.context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store,
+                                      metrics: metrics, logger: logger, lifecycle: lifecycle,
+                                      presence: PresenceChecker(client: presenceClient, observer: metrics.presence))
     }
 
     /// Loads the snapshot and binds every listener.
@@ -134,6 +140,7 @@ public final class SidecarServer: Service, Sendable {
     public func shutdown() async {
         lifecycle.beginShutdown()
         await closeListeners()
+        await presenceClient.shutdown()
         // Only after closeListeners() returned: releasing a quiescing helper completes a promise on its event
         // loop, which a stopped loop refuses (NIO prints an error, and means to make it a crash).
         try? await group.shutdownGracefully()

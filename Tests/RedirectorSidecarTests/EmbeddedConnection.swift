@@ -2,8 +2,18 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import RedirectorCore
+import RedirectorHealth
+import RedirectorPresence
 @testable import RedirectorSidecar
 import Testing
+
+/// A presence checker whose every check fails as if the network were down (no test reaches one).
+func offlinePresenceChecker() -> PresenceChecker {
+    struct Offline: PresenceClient {
+        func head(url: String, timeout: Duration) async -> ProbeResponse { .failed(.connect, "offline test") }
+    }
+    return PresenceChecker(client: Offline())
+}
 
 /// A logger that writes nothing.
 func quietLogger() -> Logger {
@@ -38,7 +48,7 @@ struct TestSidecar {
         let lifecycle = ServerLifecycle()
         lifecycle.allListenersBound()
         context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store, metrics: metrics,
-                                 logger: quietLogger(), lifecycle: lifecycle)
+                                 logger: quietLogger(), lifecycle: lifecycle, presence: offlinePresenceChecker())
     }
 
     /// A new client connection to a listener in `mode`, from TCP peer `peer`.

@@ -26,7 +26,7 @@ private struct HealthSidecar {
         let lifecycle = ServerLifecycle()
         lifecycle.allListenersBound()
         context = SidecarContext(translator: RequestTranslator(configuration: configuration), store: store, metrics: metrics,
-                                 logger: quietLogger(), lifecycle: lifecycle)
+                                 logger: quietLogger(), lifecycle: lifecycle, presence: offlinePresenceChecker())
     }
 
     func connect(mode: ListenerMode = .auto) throws -> Connection {
