@@ -328,7 +328,7 @@ import Testing
         #expect(error("  p: { members: [{ url: a.example }], fallback: nowhere }")
             == "\(name): pools.p.fallback: 'nowhere' is not 'pass' or the name of another pool")
         #expect(error("  p: { members: [{ url: a.example, health: { interval: 10 parsecs } }] }")
-            == "\(name): pools.p.members[0].health.interval: '10 parsecs' is not a duration between 1ms and 24h (e.g. 500ms, 10s, 2m)")
+            == "\(name): pools.p.members[0].health.interval: '10 parsecs' is not a duration between 1ms and 24h (e.g. 500ms, 10s, 2m, 1h)")
         #expect(error("  p: { members: [{ url: a.example }], health: { interval: 1s, timeout: 2s } }")
             == "\(name): pools.p.health.timeout: must not exceed the interval (1000 ms)")
         #expect(error("  p: { members: [{ url: a.example, health: { method: POST } }] }")
