@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 /* ABI version implemented by this header; compare with rdr_abi_version(). */
-#define RDR_ABI_VERSION 3
+#define RDR_ABI_VERSION 4
 
 /* An open snapshot. Opaque. */
 typedef struct rdr_table rdr_table;
@@ -112,6 +112,8 @@ typedef struct rdr_health rdr_health;
  * table without such names needs none: NULL and 0). At most RDR_MAX_HEADERS are read: when
  * more are given, only those with a listed name count, the first RDR_MAX_HEADERS of them.
  * health: the members' health, or NULL to decide as if every member were up.
+ * missing: members (rdr_decision.member of earlier decisions of this request) on which a
+ * presence check did not find the object: skipped like members that are down (see verify).
  */
 typedef struct {
     const char *client;  size_t client_len;  /* client address text: "192.0.2.1", "2001:db8::1" */
@@ -120,6 +122,7 @@ typedef struct {
     const char *path;    size_t path_len;    /* raw request target: path and optional "?query" */
     const rdr_header *headers; size_t header_count; /* request headers routes look at */
     const rdr_health *health;                /* NULL: every member up */
+    const uint32_t *missing; size_t missing_count; /* NULL and 0: none */
 } rdr_request;
 
 /* The answer, and why. Pointers point into the table and live until rdr_close. */
@@ -142,7 +145,30 @@ typedef struct {
     int32_t     step;          /* fallback step that gave the target: RDR_STEP_* */
     const char *pool_name;     /* NUL-terminated pool name, "" for a pool of one URL or none */
     const char *step_name;     /* NUL-terminated step name ("primary", "nearest-region", ...), "" for none */
+    int32_t     verify;        /* 1: the route verifies presence (see below), 0 otherwise */
 } rdr_decision;
+
+/*
+ * Presence checks. A redirect with verify == 1 may be answered only once a HEAD of its
+ * Location found the object there (2xx). When the object is absent (404, 403, 410) or the
+ * check gave no clear answer (any other status, a timeout, a failed connection), decide
+ * again with out->member appended to req->missing: the next decision skips that member and
+ * goes on down the fallback chain, or, with no member left, to the routes after the
+ * verifying one. A host that cannot check must not serve a table whose
+ * rdr_presence.verify_routes is not 0.
+ */
+typedef struct {
+    uint32_t    timeout_ms;          /* per check, connection included */
+    uint32_t    present_ttl_ms;      /* how long a found object may be remembered */
+    uint32_t    absent_ttl_ms;       /* how long a missing one may be (0: not at all) */
+    uint32_t    cache_entries;       /* most answers a host should remember */
+    uint32_t    concurrency;         /* most checks in flight to one mirror */
+    int32_t     verify_routes;       /* number of routes with verify */
+    const char *verify_route;        /* NUL-terminated name of the first, "" when none */
+} rdr_presence;
+
+/* The table's presence settings (its config's `presence:`). RDR_OK, or RDR_EINVAL for NULL. */
+int rdr_presence_settings(const rdr_table *t, rdr_presence *out);
 
 /* Steps of the fallback chain (rdr_decision.step). */
 #define RDR_STEP_NONE            0  /* nothing was redirected, or the route does not redirect */
@@ -232,7 +258,7 @@ void rdr_health_free(rdr_health *h);
  * Decides req again, recording every pool member the decision passed over, and writes them
  * to buf as text, NUL-terminated: "url(pool):reason" separated by single spaces, e.g.
  * "https://a.example(eu):down https://b.example(eu):weight" (a pool of one URL has no
- * "(pool)"; reasons: down, priority, weight). For explanations (a log variable), not for
+ * "(pool)"; reasons: down, priority, weight, missing — in req->missing). For explanations (a log variable), not for
  * every request: it allocates. Returns the text length (0 when nothing was skipped),
  * RDR_ENOSPC when buflen is too small (buf then holds ""), or RDR_EINVAL when t, req or buf
  * is NULL or buflen is 0.

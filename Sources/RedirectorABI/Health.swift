@@ -71,6 +71,17 @@ func healthView(_ pointer: OpaquePointer?, table: OpaquePointer) -> HealthView {
     return health._withUnsafeGuaranteedRef { $0.table == table ? $0.view : HealthView(words: nil, slotCount: 0) }
 }
 
+/// Calls `body` with the view a decision of `fields` reads: its health state's, with the members
+/// `fields.missing` names (presence checks that did not find the object) down as well.
+@inline(__always)
+func withHealth<Result>(_ fields: rdr_request, table pointer: OpaquePointer, snapshot: Snapshot,
+                        _ body: (HealthView) -> Result) -> Result {
+    let view = healthView(fields.health, table: pointer)
+    guard let missing = fields.missing, fields.missing_count > 0 else { return body(view) }
+    let slots = UnsafeBufferPointer(start: missing, count: min(fields.missing_count, snapshot.policy.memberCount))
+    return view.excluding(slots, memberCount: snapshot.policy.memberCount, body)
+}
+
 @_cdecl("rdr_health_new")
 public func rdr_health_new(_ pointer: OpaquePointer?) -> OpaquePointer? {
     guard let pointer, let snapshot = table(pointer) else { return nil }
@@ -115,11 +126,12 @@ public func rdr_format_skipped(_ pointer: OpaquePointer?, _ request: UnsafePoint
     let fields = request.pointee
     let client = AddressParser.parseAddress(bytes(fields.client, fields.client_len))
     var trace = RecordedDecisionTrace()
-    _ = withRequestHeaders(fields, reading: handle.pointee.readsHeaders, snapshot: snapshot) { headers in
-        snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
-                        target: bytes(fields.path, fields.path_len), headers: headers,
-                        health: healthView(fields.health, table: pointer),
-                        location: UnsafeMutableRawBufferPointer(start: nil, count: 0), trace: &trace)
+    _ = withHealth(fields, table: pointer, snapshot: snapshot) { health in
+        withRequestHeaders(fields, reading: handle.pointee.readsHeaders, snapshot: snapshot) { headers in
+            snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
+                            target: bytes(fields.path, fields.path_len), headers: headers, health: health,
+                            location: UnsafeMutableRawBufferPointer(start: nil, count: 0), trace: &trace)
+        }
     }
     let text = snapshot.skipped(trace).joined(separator: " ")
     let utf8 = Array(text.utf8)

@@ -177,10 +177,11 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
     let fields = request.pointee
     let client = AddressParser.parseAddress(bytes(fields.client, fields.client_len))
     let location = UnsafeMutableRawBufferPointer(start: buffer, count: buffer == nil ? 0 : max(bufferLength, 0))
-    let health = healthView(fields.health, table: pointer)
-    let decision = withRequestHeaders(fields, reading: handle.pointee.readsHeaders, snapshot: snapshot) { headers in
-        snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
-                        target: bytes(fields.path, fields.path_len), headers: headers, health: health, location: location)
+    let decision = withHealth(fields, table: pointer, snapshot: snapshot) { health in
+        withRequestHeaders(fields, reading: handle.pointee.readsHeaders, snapshot: snapshot) { headers in
+            snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
+                            target: bytes(fields.path, fields.path_len), headers: headers, health: health, location: location)
+        }
     }
     let strings = snapshot.strings
     let names = snapshot.names(of: decision)
@@ -207,11 +208,32 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
     let steps = handle.pointee.stepNames
     let step = Int(decision.step.rawValue)
     answer.step_name = step >= 0 && step < steps.count ? steps[step] : steps[0]
+    answer.verify = decision.needsVerification ? 1 : 0
     output.pointee = answer
     guard decision.action != .redirect || decision.locationLength <= location.count else { return RDR_ENOSPC }
     if decision.action == .redirect, decision.locationLength < location.count, let buffer {
         buffer[decision.locationLength] = 0
     }
+    return RDR_OK
+}
+
+@_cdecl("rdr_presence_settings")
+public func rdr_presence_settings(_ pointer: OpaquePointer?, _ output: UnsafeMutablePointer<rdr_presence>?) -> Int32 {
+    guard let snapshot = table(pointer), let output else { return RDR_EINVAL }
+    let settings = snapshot.policy.presence
+    let verifying = snapshot.policy.routes.filter { route in
+        if case .redirect(_, _, _, _, _, true) = route.action { return true }
+        return false
+    }
+    var answer = rdr_presence()
+    answer.timeout_ms = settings.timeoutMilliseconds
+    answer.present_ttl_ms = settings.presentTTLMilliseconds
+    answer.absent_ttl_ms = settings.absentTTLMilliseconds
+    answer.cache_entries = settings.cacheEntries
+    answer.concurrency = settings.concurrencyPerMirror
+    answer.verify_routes = Int32(truncatingIfNeeded: verifying.count)
+    answer.verify_route = snapshot.strings.cString(verifying.first?.name ?? .empty)
+    output.pointee = answer
     return RDR_OK
 }
 

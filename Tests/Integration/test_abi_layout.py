@@ -19,7 +19,8 @@ from testkit import abi
 from testkit.paths import HEADER, LUA_DIR, LUAJIT
 from testkit.processes import run
 
-PYTHON_STRUCTS = {"rdr_header": abi.Header, "rdr_request": abi.Request, "rdr_decision": abi.Decision}
+PYTHON_STRUCTS = {"rdr_header": abi.Header, "rdr_request": abi.Request, "rdr_decision": abi.Decision,
+                  "rdr_presence": abi.Presence}
 
 
 def header_declarations() -> tuple[dict[str, list[tuple[str, str]]], list[str], list[str]]:

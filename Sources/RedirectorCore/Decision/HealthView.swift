@@ -42,22 +42,24 @@ public struct HealthView: @unchecked Sendable {
 extension HealthView {
     /// This view with the members in `slots` down as well, during `body`: how a backend decides
     /// again once a presence check found the object missing on a member (``Decision/needsVerification``).
-    /// `memberCount` is the policy's (``Policy/memberCount``); slots beyond it are ignored.
-    public func excluding<Result>(_ slots: [UInt32], memberCount: Int, _ body: (HealthView) -> Result) -> Result {
+    /// `memberCount` is the policy's (``Policy/memberCount``); slots beyond it are ignored. The
+    /// bits live in stack memory for the call (no allocation for pools of a few thousand members).
+    public func excluding<Slots: Collection<UInt32>, Result>(_ slots: Slots, memberCount: Int,
+                                                             _ body: (HealthView) -> Result) -> Result {
+        guard !slots.isEmpty else { return body(self) }
         let count = max(slotCount, memberCount)
-        var bits = [UInt64](repeating: 0, count: (count &+ 63) / 64)
-        if let words {
-            for index in 0..<((slotCount &+ 63) / 64) { bits[index] = words[index] }
-        }
-        var missing = [UInt64](repeating: 0, count: bits.count)
-        for slot in slots where Int(slot) < count {
-            bits[Int(slot &>> 6)] |= 1 &<< UInt64(slot & 63)
-            missing[Int(slot &>> 6)] |= 1 &<< UInt64(slot & 63)
-        }
-        return bits.withUnsafeBufferPointer { bits in
-            missing.withUnsafeBufferPointer { missing in
-                body(HealthView(words: bits.baseAddress, slotCount: count, missing: missing.baseAddress))
+        let wordCount = (count &+ 63) / 64
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 &* wordCount) { bits in
+            bits.initialize(repeating: 0)
+            if let words {
+                for index in 0..<((slotCount &+ 63) / 64) { bits[index] = words[index] }
             }
+            for slot in slots where Int(slot) < count {
+                bits[Int(slot &>> 6)] |= 1 &<< UInt64(slot & 63)
+                bits[wordCount &+ Int(slot &>> 6)] |= 1 &<< UInt64(slot & 63)
+            }
+            let base = UnsafePointer(bits.baseAddress)
+            return body(HealthView(words: base, slotCount: count, missing: base.map { $0 + wordCount }))
         }
     }
 }

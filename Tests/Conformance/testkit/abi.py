@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import paths
 
-RDR_ABI_VERSION = 3
+RDR_ABI_VERSION = 4
 
 RDR_OK = 0
 RDR_NO_MATCH = -1
@@ -54,7 +54,8 @@ class Request(ctypes.Structure):
                 ("host", ctypes.c_char_p), ("host_len", ctypes.c_size_t),
                 ("path", ctypes.c_char_p), ("path_len", ctypes.c_size_t),
                 ("headers", ctypes.POINTER(Header)), ("header_count", ctypes.c_size_t),
-                ("health", ctypes.c_void_p)]
+                ("health", ctypes.c_void_p),
+                ("missing", ctypes.POINTER(ctypes.c_uint32)), ("missing_count", ctypes.c_size_t)]
 
 
 class Decision(ctypes.Structure):
@@ -66,13 +67,22 @@ class Decision(ctypes.Structure):
                 ("provider_name", ctypes.c_char_p), ("region", ctypes.c_char_p),
                 ("route_name", ctypes.c_char_p), ("target_host", ctypes.c_char_p),
                 ("pool", ctypes.c_int32), ("member", ctypes.c_int32), ("step", ctypes.c_int32),
-                ("pool_name", ctypes.c_char_p), ("step_name", ctypes.c_char_p)]
+                ("pool_name", ctypes.c_char_p), ("step_name", ctypes.c_char_p), ("verify", ctypes.c_int32)]
+
+
+class Presence(ctypes.Structure):
+    """rdr_presence"""
+
+    _fields_ = [("timeout_ms", ctypes.c_uint32), ("present_ttl_ms", ctypes.c_uint32), ("absent_ttl_ms", ctypes.c_uint32),
+                ("cache_entries", ctypes.c_uint32), ("concurrency", ctypes.c_uint32), ("verify_routes", ctypes.c_int32),
+                ("verify_route", ctypes.c_char_p)]
 
 
 def request(client: bytes | None, method: bytes | None, path: bytes | None, host: bytes | None = b"mirror.test",
-            headers: list[tuple[bytes, bytes]] | None = None, health: "Health | None" = None) -> Request:
-    """An rdr_request over Python bytes (which must outlive the call; the header array is kept
-    on the request as `_headers`)."""
+            headers: list[tuple[bytes, bytes]] | None = None, health: "Health | None" = None,
+            missing: list[int] | None = None) -> Request:
+    """An rdr_request over Python bytes (which must outlive the call; the header and missing
+    arrays are kept on the request as `_headers` and `_missing`)."""
     req = Request(client, len(client or b""), method, len(method or b""), host, len(host or b""),
                   path, len(path or b""))
     if headers:
@@ -80,6 +90,9 @@ def request(client: bytes | None, method: bytes | None, path: bytes | None, host
         req.headers, req.header_count, req._headers = array, len(headers), array
     if health is not None:
         req.health = health.handle
+    if missing:
+        slots = (ctypes.c_uint32 * len(missing))(*missing)
+        req.missing, req.missing_count, req._missing = slots, len(missing), slots
     return req
 
 
@@ -107,6 +120,7 @@ PROTOTYPES = {
     "rdr_health_down_count": (ctypes.c_int32, [ctypes.c_void_p]),
     "rdr_health_free": (None, [ctypes.c_void_p]),
     "rdr_format_skipped": (ctypes.c_int, [_TABLE, ctypes.POINTER(Request), _TEXT, _SIZE]),
+    "rdr_presence_settings": (ctypes.c_int, [_TABLE, ctypes.POINTER(Presence)]),
 }
 
 
