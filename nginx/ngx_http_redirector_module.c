@@ -9,13 +9,15 @@
  *   redirector_health_state /path/to/state;     http
  *   redirector_health_check_interval 1s;        http
  *   redirector           on | off;              http, server, location
+ *   redirector_presence_check /uri | off;       http, server, location
  *   set_redirector_target $var [$fallback];     server, location, if (needs the NDK)
  *
  * Variables: $redirector_action, $redirector_status, $redirector_target,
  *   $redirector_provider, $redirector_region, $redirector_prefix,
  *   $redirector_asn, $redirector_route, $redirector_snapshot,
  *   $redirector_pool, $redirector_member, $redirector_step,
- *   $redirector_skipped.
+ *   $redirector_skipped, $redirector_source, $redirector_check_url,
+ *   $redirector_checks.
  *
  * The client address is the connection address (c->addr_text), so the stock
  * realip module decides which proxies are trusted.  The request headers the
@@ -25,6 +27,13 @@
  * writes every interval (a timer) and reloads it when it changed; while the
  * file is missing, refused or stale, decisions see every member up.  The
  * master makes no Swift call besides rdr_open (DESIGN: no threads there).
+ *
+ * Presence checks (routes with `verify`): as auth_request does, the access
+ * handler waits on a subrequest to the redirector_presence_check location,
+ * which proxies a HEAD to $redirector_check_url (and may cache the answers
+ * with proxy_cache, proxy_cache_lock making one HEAD of many).  A 2xx
+ * redirects there; anything else adds the member to the request's missing
+ * list and decides again, down the fallback chain or on to the next route.
  */
 
 
@@ -66,11 +75,19 @@
 /* Room for the last reason a health state was not used (logged once). */
 #define NGX_HTTP_REDIRECTOR_REASON_LEN      512
 
+/* Most presence checks one request makes; beyond them the request passes. */
+#define NGX_HTTP_REDIRECTOR_MAX_CHECKS      16
+
+/* One entry of $redirector_checks: " " + url + "(unknown-NNN)". */
+#define NGX_HTTP_REDIRECTOR_CHECK_EXTRA     sizeof(" (unknown-999)")
+
 
 typedef struct {
     rdr_table                  *table;
     ngx_str_t                   snapshot;
     ngx_flag_t                  table_required;
+    ngx_flag_t                  set_target_used;
+    rdr_presence                presence;
 
     /* the lower-case request header names the routes look at */
     ngx_str_t                  *header_names;
@@ -95,6 +112,7 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                  enable;
+    ngx_str_t                   presence_uri;
 } ngx_http_redirector_loc_conf_t;
 
 
@@ -102,6 +120,15 @@ typedef struct {
     rdr_decision                decision;
     ngx_str_t                   location;
     const rdr_health           *health;     /* what the decision used */
+
+    /* presence checks of a verify route */
+    ngx_uint_t                  checking;   /* a check subrequest was started */
+    ngx_uint_t                  checked;    /* ... and has answered */
+    ngx_uint_t                  verified;   /* the decision may be answered */
+    ngx_uint_t                  check_status;
+    uint32_t                    missing[NGX_HTTP_REDIRECTOR_MAX_CHECKS];
+    ngx_uint_t                  nmissing;
+    ngx_str_t                   checks;     /* $redirector_checks */
 } ngx_http_redirector_ctx_t;
 
 
@@ -118,7 +145,9 @@ enum {
     NGX_HTTP_REDIRECTOR_VAR_MEMBER,
     NGX_HTTP_REDIRECTOR_VAR_STEP,
     NGX_HTTP_REDIRECTOR_VAR_SKIPPED,
-    NGX_HTTP_REDIRECTOR_VAR_SOURCE
+    NGX_HTTP_REDIRECTOR_VAR_SOURCE,
+    NGX_HTTP_REDIRECTOR_VAR_CHECK_URL,
+    NGX_HTTP_REDIRECTOR_VAR_CHECKS
 };
 
 
@@ -127,7 +156,17 @@ static void ngx_http_redirector_request(ngx_http_request_t *r,
     rdr_header *headers);
 static ngx_int_t ngx_http_redirector_get_ctx(ngx_http_request_t *r,
     ngx_http_redirector_ctx_t **ctxp);
+static ngx_int_t ngx_http_redirector_decide(ngx_http_request_t *r,
+    ngx_http_redirector_main_conf_t *rmcf, ngx_http_redirector_ctx_t *ctx);
 static ngx_int_t ngx_http_redirector_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_redirector_check(ngx_http_request_t *r,
+    ngx_http_redirector_loc_conf_t *rlcf, ngx_http_redirector_ctx_t *ctx);
+static ngx_int_t ngx_http_redirector_check_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_redirector_checked(ngx_http_request_t *r,
+    ngx_http_redirector_ctx_t *ctx);
+static char *ngx_http_redirector_presence_check(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_redirector_redirect(ngx_http_request_t *r,
     ngx_http_redirector_ctx_t *ctx);
 static ngx_int_t ngx_http_redirector_respond(ngx_http_request_t *r,
@@ -205,6 +244,13 @@ static ngx_command_t  ngx_http_redirector_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_redirector_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("redirector_presence_check"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_redirector_presence_check,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
 #if (NGX_HTTP_REDIRECTOR_NDK)
@@ -297,6 +343,14 @@ static ngx_http_variable_t  ngx_http_redirector_vars[] = {
 
     { ngx_string("redirector_source"), NULL,
       ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_SOURCE, 0, 0 },
+
+    { ngx_string("redirector_check_url"), NULL,
+      ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_CHECK_URL,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("redirector_checks"), NULL,
+      ngx_http_redirector_variable, NGX_HTTP_REDIRECTOR_VAR_CHECKS,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -410,6 +464,8 @@ ngx_http_redirector_request(ngx_http_request_t *r,
     req->headers = n ? headers : NULL;
     req->header_count = n;
     req->health = rmcf->health_active ? rmcf->health : NULL;
+    req->missing = NULL;
+    req->missing_count = 0;
 }
 
 
@@ -423,11 +479,6 @@ static ngx_int_t
 ngx_http_redirector_get_ctx(ngx_http_request_t *r,
     ngx_http_redirector_ctx_t **ctxp)
 {
-    int                               rc;
-    u_char                           *buf;
-    size_t                            len, need;
-    rdr_header                        headers[RDR_MAX_HEADERS];
-    rdr_request                       req;
     ngx_http_redirector_ctx_t        *ctx;
     ngx_http_redirector_main_conf_t  *rmcf;
 
@@ -449,9 +500,40 @@ ngx_http_redirector_get_ctx(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    if (ngx_http_redirector_decide(r, rmcf, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_redirector_module);
+
+    *ctxp = ctx;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Decides the request into ctx, skipping the members in ctx->missing.
+ * Returns NGX_OK, or NGX_ERROR when memory ran out.
+ */
+
+static ngx_int_t
+ngx_http_redirector_decide(ngx_http_request_t *r,
+    ngx_http_redirector_main_conf_t *rmcf, ngx_http_redirector_ctx_t *ctx)
+{
+    int           rc;
+    u_char       *buf;
+    size_t        len, need;
+    rdr_header    headers[RDR_MAX_HEADERS];
+    rdr_request   req;
+
     ngx_http_redirector_request(r, rmcf, &req, headers);
 
+    req.missing = ctx->nmissing ? ctx->missing : NULL;
+    req.missing_count = ctx->nmissing;
+
     ctx->health = req.health;
+    ngx_str_null(&ctx->location);
 
     len = req.path_len + NGX_HTTP_REDIRECTOR_LOCATION_SLACK;
 
@@ -504,15 +586,11 @@ ngx_http_redirector_get_ctx(ngx_http_request_t *r,
         ctx->location.len = ngx_min(ctx->decision.location_len, len);
     }
 
-    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "redirector: client \"%V\" action %d status %d "
-                   "location \"%V\"", &r->connection->addr_text,
+                   "location \"%V\" verify %d", &r->connection->addr_text,
                    ctx->decision.action, ctx->decision.status,
-                   &ctx->location);
-
-    ngx_http_set_ctx(r, ctx, ngx_http_redirector_module);
-
-    *ctxp = ctx;
+                   &ctx->location, ctx->decision.verify);
 
     return NGX_OK;
 }
@@ -527,7 +605,7 @@ ngx_http_redirector_handler(ngx_http_request_t *r)
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_redirector_module);
 
-    if (!rlcf->enable) {
+    if (!rlcf->enable || r != r->main) {
         return NGX_DECLINED;
     }
 
@@ -541,6 +619,37 @@ ngx_http_redirector_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ctx->checking) {
+        if (!ctx->checked) {
+            return NGX_AGAIN;
+        }
+
+        if (ngx_http_redirector_checked(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ctx->decision.action == RDR_REDIRECT && ctx->decision.verify
+        && !ctx->verified)
+    {
+        if (rlcf->presence_uri.len == 0
+            || ctx->nmissing == NGX_HTTP_REDIRECTOR_MAX_CHECKS)
+        {
+            /* never a redirect that was not checked */
+
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "redirector: route \"%s\" verifies presence but "
+                          "%s, passing request", ctx->decision.route_name,
+                          rlcf->presence_uri.len
+                          ? "too many checks failed"
+                          : "no redirector_presence_check applies here");
+
+            return NGX_DECLINED;
+        }
+
+        return ngx_http_redirector_check(r, rlcf, ctx);
+    }
+
     switch (ctx->decision.action) {
 
     case RDR_REDIRECT:
@@ -552,6 +661,141 @@ ngx_http_redirector_handler(ngx_http_request_t *r)
     default: /* RDR_PASS */
         return NGX_DECLINED;
     }
+}
+
+
+/*
+ * Starts the presence check of ctx->location: a HEAD subrequest to the
+ * redirector_presence_check location, which proxies it to
+ * $redirector_check_url.  The access phase waits for it (NGX_AGAIN).
+ */
+
+static ngx_int_t
+ngx_http_redirector_check(ngx_http_request_t *r,
+    ngx_http_redirector_loc_conf_t *rlcf, ngx_http_redirector_ctx_t *ctx)
+{
+    ngx_http_request_t          *sr;
+    ngx_http_post_subrequest_t  *ps;
+
+    static ngx_str_t  head = ngx_string("HEAD");
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_redirector_check_done;
+    ps->data = ctx;
+
+    ctx->checking = 1;
+    ctx->checked = 0;
+    ctx->check_status = 0;
+
+    if (ngx_http_subrequest(r, &rlcf->presence_uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_WAITED)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* a fake body: the check must not read or close the client's */
+
+    sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    if (sr->request_body == NULL) {
+        return NGX_ERROR;
+    }
+
+    sr->method = NGX_HTTP_HEAD;
+    sr->method_name = head;
+    sr->header_only = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "redirector: checking \"%V\"", &ctx->location);
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_redirector_check_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_redirector_ctx_t  *ctx = data;
+
+    ctx->checked = 1;
+    ctx->check_status = r->headers_out.status;
+
+    if (ctx->check_status == 0 && rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ctx->check_status = rc;     /* e.g. 502 when the mirror is down */
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "redirector: check done s:%ui", ctx->check_status);
+
+    return rc;
+}
+
+
+/*
+ * Acts on a finished check: a 2xx verifies the decision; anything else
+ * records the member as missing the object and decides again.  Appends the
+ * check to $redirector_checks.
+ */
+
+static ngx_int_t
+ngx_http_redirector_checked(ngx_http_request_t *r,
+    ngx_http_redirector_ctx_t *ctx)
+{
+    u_char                           *p;
+    size_t                            len;
+    ngx_uint_t                        status;
+    ngx_http_redirector_main_conf_t  *rmcf;
+
+    status = ctx->check_status;
+    ctx->checking = 0;
+    ctx->checked = 0;
+
+    len = ctx->checks.len + ctx->location.len
+          + NGX_HTTP_REDIRECTOR_CHECK_EXTRA;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_cpymem(p, ctx->checks.data, ctx->checks.len) - p;
+
+    if (status >= NGX_HTTP_OK && status < NGX_HTTP_SPECIAL_RESPONSE) {
+        ctx->verified = 1;
+        len = ngx_sprintf(p + len, "%s%V(present)", len ? " " : "",
+                          &ctx->location) - p;
+
+    } else {
+        len = ngx_sprintf(p + len, "%s%V(%s-%03ui)", len ? " " : "",
+                          &ctx->location,
+                          (status == NGX_HTTP_NOT_FOUND
+                           || status == NGX_HTTP_FORBIDDEN
+                           || status == 410)
+                          ? "absent" : "unknown",
+                          ngx_min(status, 999)) - p;
+    }
+
+    ctx->checks.data = p;
+    ctx->checks.len = len;
+
+    if (ctx->verified) {
+        return NGX_OK;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "redirector: \"%V\" not found (%ui), deciding again",
+                   &ctx->location, status);
+
+    ctx->missing[ctx->nmissing++] = (uint32_t) ctx->decision.member;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_http_redirector_module);
+
+    return ngx_http_redirector_decide(r, rmcf, ctx);
 }
 
 
@@ -737,6 +981,26 @@ ngx_http_redirector_variable(ngx_http_request_t *r,
     d = &ctx->decision;
 
     switch (data) {
+
+    case NGX_HTTP_REDIRECTOR_VAR_CHECK_URL:
+        if (!ctx->checking || ctx->location.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->len = ctx->location.len;
+        v->data = ctx->location.data;
+        break;
+
+    case NGX_HTTP_REDIRECTOR_VAR_CHECKS:
+        if (ctx->checks.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->len = ctx->checks.len;
+        v->data = ctx->checks.data;
+        break;
 
     case NGX_HTTP_REDIRECTOR_VAR_ACTION:
         if (d->action < RDR_PASS || d->action > RDR_RESPOND) {
@@ -966,6 +1230,7 @@ ngx_http_redirector_set_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_redirector_module);
     rmcf->table_required = 1;
+    rmcf->set_target_used = 1;
 
     value = cf->args->elts;
 
@@ -1099,6 +1364,10 @@ ngx_http_redirector_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rmcf->table = table;
     rmcf->snapshot = path;
+
+    if (rdr_presence_settings(table, &rmcf->presence) != RDR_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /* the header names belong to the table, which lives as long as the cycle */
 
@@ -1249,6 +1518,7 @@ ngx_http_redirector_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->enable = NGX_CONF_UNSET;
+    ngx_str_null(&conf->presence_uri);
 
     return conf;
 }
@@ -1264,11 +1534,59 @@ ngx_http_redirector_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
 
+    if (conf->presence_uri.data == NULL) {
+        conf->presence_uri = prev->presence_uri;
+    }
+
     if (conf->enable) {
         rmcf = ngx_http_conf_get_module_main_conf(cf,
                                                   ngx_http_redirector_module);
         rmcf->table_required = 1;
+
+        /* the whole http block is parsed: the snapshot is loaded */
+
+        if (rmcf->table && rmcf->presence.verify_routes > 0
+            && conf->presence_uri.len == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "route \"%s\" of redirector_snapshot \"%V\" "
+                               "verifies presence: \"redirector on\" needs "
+                               "\"redirector_presence_check\" naming the "
+                               "location that checks (nginx/README.md)",
+                               rmcf->presence.verify_route, &rmcf->snapshot);
+            return NGX_CONF_ERROR;
+        }
     }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_redirector_presence_check(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_redirector_loc_conf_t *rlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rlcf->presence_uri.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        rlcf->presence_uri.len = 0;
+        rlcf->presence_uri.data = (u_char *) "";
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        return "must be a URI starting with \"/\" or \"off\"";
+    }
+
+    rlcf->presence_uri = value[1];
 
     return NGX_CONF_OK;
 }
@@ -1300,6 +1618,16 @@ ngx_http_redirector_init(ngx_conf_t *cf)
         }
 
         return NGX_OK;
+    }
+
+    if (rmcf->set_target_used && rmcf->presence.verify_routes > 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "route \"%s\" of redirector_snapshot \"%V\" "
+                           "verifies presence, which \"set_redirector_target\" "
+                           "cannot wait for: use \"redirector on\" with "
+                           "\"redirector_presence_check\"",
+                           rmcf->presence.verify_route, &rmcf->snapshot);
+        return NGX_ERROR;
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);

@@ -21,6 +21,12 @@
 --
 --   init_worker_by_lua_block { rdr:watch_health("/run/redirector/health.state", 1) }
 --
+-- Presence checks (routes with `verify`): pass the internal location that checks, as the NGINX
+-- module's redirector_presence_check; access() then waits on ngx.location.capture (a HEAD to
+-- ngx.ctx.redirector_check_url) and decides again without a member that lacks the object:
+--
+--   rdr = assert(redirector.new(path, { presence_check = "/_redirector_presence" }))
+--
 -- Memory: buffers are allocated once per object (new() runs in init_by_lua*, so every
 -- worker gets its own copy on fork); a decision allocates no C memory. Strings the
 -- library returns point into the open table and are copied into Lua strings.
@@ -47,7 +53,7 @@ local str_lower = string.lower
 -- and fails when a size, an offset or a value here disagrees with it.
 if not pcall(ffi.typeof, "rdr_header") then
     ffi.cdef [[
-static const int RDR_ABI_VERSION = 3;
+static const int RDR_ABI_VERSION = 4;
 
 typedef struct rdr_table rdr_table;
 
@@ -87,6 +93,7 @@ typedef struct {
     const char *path;    size_t path_len;
     const rdr_header *headers; size_t header_count;
     const rdr_health *health;
+    const uint32_t *missing; size_t missing_count;
 } rdr_request;
 
 typedef struct {
@@ -108,7 +115,20 @@ typedef struct {
     int32_t     step;
     const char *pool_name;
     const char *step_name;
+    int32_t     verify;
 } rdr_decision;
+
+typedef struct {
+    uint32_t    timeout_ms;
+    uint32_t    present_ttl_ms;
+    uint32_t    absent_ttl_ms;
+    uint32_t    cache_entries;
+    uint32_t    concurrency;
+    int32_t     verify_routes;
+    const char *verify_route;
+} rdr_presence;
+
+int rdr_presence_settings(const rdr_table *t, rdr_presence *out);
 
 static const int RDR_STEP_NONE = 0;
 static const int RDR_STEP_PRIMARY = 1;
@@ -150,6 +170,7 @@ local RDR_ENOSPC = C.RDR_ENOSPC
 local RDR_REDIRECT = C.RDR_REDIRECT
 local RDR_MAX_HEADERS = C.RDR_MAX_HEADERS
 local HEALTH_FILE_MAX = 1024 * 1024 -- a state file is 40 + ~20 bytes per member; refuse anything bigger
+local MAX_CHECKS = 16 -- presence checks one request makes at most (as the NGINX module)
 local AF_INET = 2
 local AF_INET6 = 10
 local ACTIONS = { [C.RDR_PASS] = "pass", [RDR_REDIRECT] = "redirect", [C.RDR_RESPOND] = "respond" }
@@ -298,6 +319,18 @@ function _M.new(path, opts)
         end
     end
     self.header_count = #self.header_names
+
+    local presence = ffi_new("rdr_presence[1]")
+    if lib.rdr_presence_settings(t, presence) ~= RDR_OK then
+        return nil, "rdr_presence_settings failed"
+    end
+    self.verify_routes = tonumber(presence[0].verify_routes)
+    if self.verify_routes > 0 and not opts.presence_check then
+        return nil, "route \"" .. ffi_string(presence[0].verify_route) .. "\" of " .. path
+            .. " verifies presence: pass { presence_check = \"/uri\" }, the internal location that checks"
+    end
+    self.presence_check = opts.presence_check
+    self.missing_buf = ffi_new("uint32_t[?]", MAX_CHECKS)
     return setmetatable(self, mt)
 end
 
@@ -389,8 +422,9 @@ function mt:_request_headers(headers)
 end
 
 -- Fills the request struct; the Lua strings (in the caller's locals and `hlist`) stay alive
--- while the library reads them.
-function mt:_fill_request(client, method, host, path, hlist)
+-- while the library reads them. `missing`: member slots a presence check did not find the
+-- object on (a list), or nil.
+function mt:_fill_request(client, method, host, path, hlist, missing)
     local req = self.req[0]
     req.client, req.client_len = client, #client
     req.method, req.method_len = method, #method
@@ -409,6 +443,15 @@ function mt:_fill_request(client, method, host, path, hlist)
         req.headers, req.header_count = nil, 0
     end
     req.health = self:_decision_health()
+    if missing and #missing > 0 then
+        local n = #missing < MAX_CHECKS and #missing or MAX_CHECKS
+        for i = 1, n do
+            self.missing_buf[i - 1] = missing[i]
+        end
+        req.missing, req.missing_count = self.missing_buf, n
+    else
+        req.missing, req.missing_count = nil, 0
+    end
     return req
 end
 
@@ -433,7 +476,7 @@ local result_mt = {
 }
 
 function mt:_skipped(inputs)
-    local req = self:_fill_request(inputs[2], inputs[3], inputs[4], inputs[5], inputs[6])
+    local req = self:_fill_request(inputs[2], inputs[3], inputs[4], inputs[5], inputs[6], inputs[8])
     if not inputs[7] then
         req.health = nil -- explain with the health the decision had (none)
     end
@@ -459,16 +502,17 @@ end
 --- location = string|nil, provider, region, prefix ("192.0.2.0/24"), route: string|nil,
 --- asn = number|nil, headers = { {name, value}, ... }|nil (read-only, shared),
 --- pool (pool name)|nil, member (the chosen member's URL)|nil, step ("primary",
---- "nearest-region", ..., "pass")|nil, skipped ("url(pool):reason ..." , computed when read)|nil },
---- or nil and a message.
-function mt:decide(client, method, host, path, headers)
+--- "nearest-region", ..., "pass")|nil, skipped ("url(pool):reason ..." , computed when read)|nil,
+--- verify (true: the redirect needs a presence check, see decide_verified)|nil, slot (the
+--- member's slot)|nil }, or nil and a message. `missing`: slots to skip (failed checks).
+function mt:decide(client, method, host, path, headers, missing)
     client, method, host, path = str(client), str(method), str(host), str(path)
     local lib, t, dec = self.lib, self.table, self.dec
     local hlist = nil
     if self.header_count > 0 then
         hlist = self:_request_headers(headers)
     end
-    local req = self:_fill_request(client, method, host, path, hlist)
+    local req = self:_fill_request(client, method, host, path, hlist, missing)
 
     local rc = lib.rdr_decide(t, req, dec, self.buf, self.buflen)
     if rc == RDR_ENOSPC then
@@ -501,7 +545,7 @@ function mt:decide(client, method, host, path, headers)
         member = nil,
         step = cstr(d.step_name),
     }
-    pending_inputs[res] = { self, client, method, host, path, hlist, req.health ~= nil }
+    pending_inputs[res] = { self, client, method, host, path, hlist, req.health ~= nil, missing }
     local provider = tonumber(d.provider)
     if provider >= 0 then
         res.provider = self.providers[provider] or cstr(d.provider_name)
@@ -526,12 +570,57 @@ function mt:decide(client, method, host, path, headers)
         end
         res.location = ffi_string(self.buf, n)
         res.member = cstr(d.target_host)
+        res.slot = tonumber(d.member)
+        if d.verify ~= 0 then
+            res.verify = true
+        end
     end
     local route = tonumber(d.route)
     if route >= 0 and action ~= "pass" then
         res.headers = self:_route_headers(route)
     end
     return setmetatable(res, result_mt)
+end
+
+--- The presence check inside nginx: a HEAD subrequest to the presence_check location, which
+--- proxies to ngx.ctx.redirector_check_url. Returns the status (0 when there was none).
+function mt:_capture_check(url)
+    local ngx = ngx
+    local res = ngx.location.capture(self.presence_check,
+                                     { method = ngx.HTTP_HEAD, ctx = { redirector_check_url = url } })
+    return res and res.status or 0
+end
+
+--- decide(), then, while the decision is a redirect of a `verify` route, a presence check of
+--- its location: check(url) returns an HTTP status (default: the capture of the presence_check
+--- location); 2xx answers the redirect, anything else decides again without that member.
+--- The decision carries `checks`: "url(present) url(absent-404) ..." as the NGINX module's
+--- $redirector_checks. Returns the decision, or nil and a message.
+function mt:decide_verified(client, method, host, path, headers, check)
+    check = check or function(url) return self:_capture_check(url) end
+    local missing, checks = {}, {}
+    while true do
+        local d, err = self:decide(client, method, host, path, headers, missing)
+        if not d or not d.verify then
+            if d and #checks > 0 then
+                d.checks = table.concat(checks, " ")
+            end
+            return d, err
+        end
+        if #missing == MAX_CHECKS then
+            return nil, "route " .. tostring(d.route) .. ": too many presence checks failed"
+        end
+        local status = tonumber(check(d.location)) or 0
+        if status >= 200 and status < 300 then
+            checks[#checks + 1] = d.location .. "(present)"
+            d.checks = table.concat(checks, " ")
+            return d
+        end
+        local absent = status == 404 or status == 403 or status == 410
+        checks[#checks + 1] = string.format("%s(%s-%03d)", d.location, absent and "absent" or "unknown",
+                                            status < 999 and status or 999)
+        missing[#missing + 1] = d.slot
+    end
 end
 
 -- --------------------------------------------------------------------------- health state
@@ -724,10 +813,14 @@ function mt:provider_names()
 end
 
 --- Decides the current request from ngx.var (after realip): $remote_addr, the method,
---- $http_host and $request_uri, exactly the inputs the NGINX module uses.
+--- $http_host and $request_uri, exactly the inputs the NGINX module uses; with presence checks
+--- when the table has `verify` routes (decide_verified).
 --- Returns the decision table, or nil and a message.
 function mt:decide_request()
     local var = ngx.var
+    if self.verify_routes > 0 then
+        return self:decide_verified(var.remote_addr, ngx.req.get_method(), var.http_host, var.request_uri)
+    end
     return self:decide(var.remote_addr, ngx.req.get_method(), var.http_host, var.request_uri)
 end
 
