@@ -114,6 +114,8 @@ typedef struct rdr_health rdr_health;
  * health: the members' health, or NULL to decide as if every member were up.
  * missing: members (rdr_decision.member of earlier decisions of this request) on which a
  * presence check did not find the object: skipped like members that are down (see verify).
+ * checks_exhausted: 1 when the request has made rdr_presence.max_checks checks: routes with
+ * verify are then skipped.
  */
 typedef struct {
     const char *client;  size_t client_len;  /* client address text: "192.0.2.1", "2001:db8::1" */
@@ -123,6 +125,7 @@ typedef struct {
     const rdr_header *headers; size_t header_count; /* request headers routes look at */
     const rdr_health *health;                /* NULL: every member up */
     const uint32_t *missing; size_t missing_count; /* NULL and 0: none */
+    int32_t checks_exhausted;                /* 0, or 1: skip routes with verify */
 } rdr_request;
 
 /* The answer, and why. Pointers point into the table and live until rdr_close. */
@@ -154,8 +157,9 @@ typedef struct {
  * check gave no clear answer (any other status, a timeout, a failed connection), decide
  * again with out->member appended to req->missing: the next decision skips that member and
  * goes on down the fallback chain, or, with no member left, to the routes after the
- * verifying one. A host that cannot check must not serve a table whose
- * rdr_presence.verify_routes is not 0.
+ * verifying one. After max_checks checks without the object, decide once more with
+ * req->checks_exhausted = 1: the routes after the verifying ones answer. A host that cannot
+ * check must not serve a table whose rdr_presence.verify_routes is not 0.
  */
 typedef struct {
     uint32_t    timeout_ms;          /* per check, connection included */
@@ -163,6 +167,7 @@ typedef struct {
     uint32_t    absent_ttl_ms;       /* how long a missing one may be (0: not at all) */
     uint32_t    cache_entries;       /* most answers a host should remember */
     uint32_t    concurrency;         /* most checks in flight to one mirror */
+    uint32_t    max_checks;          /* most checks one request makes (1..16) */
     int32_t     verify_routes;       /* number of routes with verify */
     const char *verify_route;        /* NUL-terminated name of the first, "" when none */
 } rdr_presence;

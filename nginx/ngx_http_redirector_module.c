@@ -75,7 +75,7 @@
 /* Room for the last reason a health state was not used (logged once). */
 #define NGX_HTTP_REDIRECTOR_REASON_LEN      512
 
-/* Most presence checks one request makes; beyond them the request passes. */
+/* Room for the most presence checks one request makes (rdr_presence.max_checks). */
 #define NGX_HTTP_REDIRECTOR_MAX_CHECKS      16
 
 /* One entry of $redirector_checks: " " + url + "(unknown-NNN)". */
@@ -466,6 +466,7 @@ ngx_http_redirector_request(ngx_http_request_t *r,
     req->health = rmcf->health_active ? rmcf->health : NULL;
     req->missing = NULL;
     req->missing_count = 0;
+    req->checks_exhausted = 0;
 }
 
 
@@ -531,6 +532,7 @@ ngx_http_redirector_decide(ngx_http_request_t *r,
 
     req.missing = ctx->nmissing ? ctx->missing : NULL;
     req.missing_count = ctx->nmissing;
+    req.checks_exhausted = ctx->nmissing >= rmcf->presence.max_checks;
 
     ctx->health = req.health;
     ngx_str_null(&ctx->location);
@@ -632,17 +634,13 @@ ngx_http_redirector_handler(ngx_http_request_t *r)
     if (ctx->decision.action == RDR_REDIRECT && ctx->decision.verify
         && !ctx->verified)
     {
-        if (rlcf->presence_uri.len == 0
-            || ctx->nmissing == NGX_HTTP_REDIRECTOR_MAX_CHECKS)
-        {
+        if (rlcf->presence_uri.len == 0) {
             /* never a redirect that was not checked */
 
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "redirector: route \"%s\" verifies presence but "
-                          "%s, passing request", ctx->decision.route_name,
-                          rlcf->presence_uri.len
-                          ? "too many checks failed"
-                          : "no redirector_presence_check applies here");
+                          "no redirector_presence_check applies here, "
+                          "passing request", ctx->decision.route_name);
 
             return NGX_DECLINED;
         }
@@ -1365,7 +1363,9 @@ ngx_http_redirector_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf->table = table;
     rmcf->snapshot = path;
 
-    if (rdr_presence_settings(table, &rmcf->presence) != RDR_OK) {
+    if (rdr_presence_settings(table, &rmcf->presence) != RDR_OK
+        || rmcf->presence.max_checks > NGX_HTTP_REDIRECTOR_MAX_CHECKS)
+    {
         return NGX_CONF_ERROR;
     }
 

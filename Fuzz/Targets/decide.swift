@@ -111,7 +111,7 @@ public func fuzzDecide(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
                 client: clientBytes.baseAddress?.assumingMemoryBound(to: CChar.self), client_len: clientBytes.count,
                 method: method.baseAddress?.assumingMemoryBound(to: CChar.self), method_len: method.count,
                 host: nil, host_len: 0, path: target.baseAddress?.assumingMemoryBound(to: CChar.self), path_len: target.count,
-                headers: nil, header_count: 0, health: nil)
+                headers: nil, header_count: 0, health: nil, missing: nil, missing_count: 0, checks_exhausted: 0)
             return abiBuffer.withUnsafeMutableBytes { bufferBytes in
                 rdr_decide(entry.table, &request, &output,
                            bufferSize == 0 ? nil : bufferBytes.baseAddress?.assumingMemoryBound(to: CChar.self), bufferSize)

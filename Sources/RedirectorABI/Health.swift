@@ -72,14 +72,18 @@ func healthView(_ pointer: OpaquePointer?, table: OpaquePointer) -> HealthView {
 }
 
 /// Calls `body` with the view a decision of `fields` reads: its health state's, with the members
-/// `fields.missing` names (presence checks that did not find the object) down as well.
+/// `fields.missing` names (presence checks that did not find the object) down as well, and the
+/// verifying routes skipped when `fields.checks_exhausted` says so.
 @inline(__always)
 func withHealth<Result>(_ fields: rdr_request, table pointer: OpaquePointer, snapshot: Snapshot,
                         _ body: (HealthView) -> Result) -> Result {
     let view = healthView(fields.health, table: pointer)
-    guard let missing = fields.missing, fields.missing_count > 0 else { return body(view) }
+    let exhausted = fields.checks_exhausted != 0
+    guard let missing = fields.missing, fields.missing_count > 0 else {
+        return exhausted ? view.excluding([], memberCount: 0, skippingVerifyingRoutes: true, body) : body(view)
+    }
     let slots = UnsafeBufferPointer(start: missing, count: min(fields.missing_count, snapshot.policy.memberCount))
-    return view.excluding(slots, memberCount: snapshot.policy.memberCount, body)
+    return view.excluding(slots, memberCount: snapshot.policy.memberCount, skippingVerifyingRoutes: exhausted, body)
 }
 
 @_cdecl("rdr_health_new")

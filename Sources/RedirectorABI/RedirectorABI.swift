@@ -231,6 +231,7 @@ public func rdr_presence_settings(_ pointer: OpaquePointer?, _ output: UnsafeMut
     answer.absent_ttl_ms = settings.absentTTLMilliseconds
     answer.cache_entries = settings.cacheEntries
     answer.concurrency = settings.concurrencyPerMirror
+    answer.max_checks = settings.maxChecks
     answer.verify_routes = Int32(truncatingIfNeeded: verifying.count)
     answer.verify_route = snapshot.strings.cString(verifying.first?.name ?? .empty)
     output.pointee = answer

@@ -58,27 +58,26 @@ struct DecideCommand: AsyncParsableCommand {
         }
         let health = state?.view ?? .allUp
         let address = IPAddress(client)
-        var excluded: [UInt32] = []
-        var checks: [String] = []
+        var verified: VerifiedDecision?
         if verify {
             let client = HTTPProbeClient()
-            let verified = await PresenceChecker(client: client).decide(
+            verified = await PresenceChecker(client: client).decide(
                 health: health, memberCount: table.policy.memberCount, settings: table.policy.presence
             ) { view in
                 let (decision, location) = table.decide(client: address, method: method, target: target, headers: requestHeaders, health: view)
                 return (decision, location, table.strings.string(decision.target))
             }
             await client.shutdown()
-            (excluded, checks) = (verified.excluded, verified.checks.map(\.description))
         } else if table.decide(client: address, method: method, target: target, headers: requestHeaders, health: health).decision.needsVerification {
             printError("redirector decide: route needs a presence check; decided without it (--verify makes it)")
         }
         var explanation = withExtendedLifetime(state) {
-            health.excluding(excluded, memberCount: table.policy.memberCount) { view in
+            let explain = { (view: HealthView) in
                 table.explain(client: address, method: method, target: target, headers: requestHeaders, health: view)
             }
+            return verified.map { $0.view(of: health, memberCount: table.policy.memberCount, explain) } ?? explain(health)
         }
-        explanation.checks = checks
+        explanation.checks = verified?.checks.map(\.description) ?? []
         guard json else {
             print(explanation)
             return

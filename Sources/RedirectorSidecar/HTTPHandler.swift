@@ -401,7 +401,7 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         let translator = shared.translator
         @Sendable func explained(_ verified: VerifiedDecision) -> SidecarResponse {
             let checks = verified.checks.map(\.description)
-            let text = serving.view.excluding(verified.excluded, memberCount: loaded.snapshot.policy.memberCount) { view in
+            let text = verified.view(of: serving.view, memberCount: loaded.snapshot.policy.memberCount) { view in
                 json ? translator.explanationJSON(request, snapshot: loaded.snapshot, health: view, checks: checks)
                      : translator.explanation(request, snapshot: loaded.snapshot, health: view, checks: checks)
             }
@@ -446,7 +446,7 @@ extension SidecarContext {
         if verified.fellBack { metrics.presence.fallbacks.increment() }
         if configuration.explain {
             let checks = verified.checks.map(\.description)
-            let text = serving.view.excluding(verified.excluded, memberCount: loaded.snapshot.policy.memberCount) { view in
+            let text = verified.view(of: serving.view, memberCount: loaded.snapshot.policy.memberCount) { view in
                 translator.explanation(request, snapshot: loaded.snapshot, health: view, checks: checks)
             }
             response.headers.append((RequestTranslator.explainHeader, text))

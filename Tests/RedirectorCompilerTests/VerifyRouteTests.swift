@@ -70,6 +70,18 @@ import Testing
         #expect(explanation.skipped == ["https://b1.example(buckets):missing", "https://b2.example(buckets):down"])
     }
 
+    @Test func aRequestOutOfChecksSkipsTheVerifyingRoutes() throws {
+        let snapshot = try VerifyRouteTests.compile()
+        let explanation = HealthView.allUp.excluding([0], memberCount: snapshot.policy.memberCount, skippingVerifyingRoutes: true) { view in
+            snapshot.explain(client: "192.0.2.1", method: "GET", target: VerifyRouteTests.blob, health: view)
+        }
+        #expect(explanation.route == "upstream")
+        let unexcluded = HealthView.allUp.excluding([], memberCount: snapshot.policy.memberCount, skippingVerifyingRoutes: true) { view in
+            snapshot.explain(client: "192.0.2.1", method: "GET", target: VerifyRouteTests.blob, health: view)
+        }
+        #expect(unexcluded.route == "upstream")
+    }
+
     @Test func aRouteWithoutVerifyPassesWhenEveryMemberIsDown() throws {
         let snapshot = try VerifyRouteTests.compile(VerifyRouteTests.config.replacingOccurrences(of: ", verify: true", with: ""))
         let explanation = HealthView.allUp.excluding([0, 1], memberCount: snapshot.policy.memberCount) { view in
@@ -83,11 +95,11 @@ import Testing
     @Test func presenceSettingsCompileAndSurviveTheSnapshot() throws {
         let snapshot = try VerifyRouteTests.compile(VerifyRouteTests.config + """
 
-            presence: { timeout: 2s, presentTTL: 2h, absentTTL: "0", cacheEntries: 500, concurrencyPerMirror: 4 }
+            presence: { timeout: 2s, presentTTL: 2h, absentTTL: "0", cacheEntries: 500, concurrencyPerMirror: 4, maxChecks: 5 }
             """)
         #expect(snapshot.policy.presence == PresenceSettings(
             timeoutMilliseconds: 2000, presentTTLMilliseconds: 7_200_000, absentTTLMilliseconds: 0,
-            cacheEntries: 500, concurrencyPerMirror: 4))
+            cacheEntries: 500, concurrencyPerMirror: 4, maxChecks: 5))
         #expect(try VerifyRouteTests.compile().policy.presence == .default)
     }
 
@@ -99,6 +111,8 @@ import Testing
             ("presence: { concurrencyPerMirror: 0 }", "presence.concurrencyPerMirror"),
             ("presence: { absentTTL: soon }", "presence.absentTTL"),
             ("presence: { negativeTTL: 1m }", "presence.negativeTTL"),
+            ("presence: { maxChecks: 0 }", "presence.maxChecks"),
+            ("presence: { maxChecks: 17 }", "presence.maxChecks"),
         ]
         for (line, place) in cases {
             let error = fixture.compileError("version: 1\n" + VerifyRouteTests.config + "\n" + line + "\n")

@@ -63,7 +63,7 @@ import Testing
     }
 
     static let settings = PresenceSettings(timeoutMilliseconds: 1000, presentTTLMilliseconds: 60_000, absentTTLMilliseconds: 5_000,
-                                           cacheEntries: 3, concurrencyPerMirror: 2)
+                                           cacheEntries: 3, concurrencyPerMirror: 2, maxChecks: 3)
 
     @Test func theCacheEvictsTheLeastRecentlyUsedAndHonoursExpiry() {
         var cache = PresenceCache(capacity: 2)
@@ -97,7 +97,7 @@ import Testing
         let client = ScriptedClient([url: .status(200)], gate: gate)
         let checker = PresenceChecker(client: client)
         let settings = PresenceSettings(timeoutMilliseconds: 1000, presentTTLMilliseconds: 60_000, absentTTLMilliseconds: 5_000,
-                                        cacheEntries: 100, concurrencyPerMirror: 1)
+                                        cacheEntries: 100, concurrencyPerMirror: 1, maxChecks: 3)
         let results = await withTaskGroup(of: PresenceCheck.self) { group in
             for _ in 0..<100 { group.addTask { await checker.check(url: url, mirror: "https://m.example", settings: settings) } }
             // Every request is waiting on the one HEAD before it answers.
@@ -147,7 +147,7 @@ import Testing
         let client = ScriptedClient(["https://m/a": .status(200), "https://m/b": .status(200)], gate: gate)
         let checker = PresenceChecker(client: client)
         let settings = PresenceSettings(timeoutMilliseconds: 1000, presentTTLMilliseconds: 60_000, absentTTLMilliseconds: 5_000,
-                                        cacheEntries: 10, concurrencyPerMirror: 2)
+                                        cacheEntries: 10, concurrencyPerMirror: 2, maxChecks: 3)
         async let first = checker.check(url: "https://m/a", mirror: "https://m", settings: settings)
         async let second = checker.check(url: "https://m/b", mirror: "https://m", settings: settings)
         while client.count("https://m/a") + client.count("https://m/b") < 2 { await Task.yield() }
@@ -181,6 +181,29 @@ import Testing
         #expect(verified.excluded == [0])
         #expect(verified.checks.map(\.result) == [.absent(status: 404), .present])
         #expect(verified.fellBack)
+        #expect(!verified.exhausted)
+    }
+
+    @Test func afterMaxChecksTheVerifyingRoutesAreSkipped() async {
+        let client = ScriptedClient([:])  // every HEAD: 404
+        let checker = PresenceChecker(client: client)
+        var skipped = false
+        let verified = await checker.decide(health: .allUp, memberCount: 10, settings: PresenceCheckerTests.settings) { view in
+            guard !view.skipsVerifyingRoutes else {
+                skipped = true
+                return (Decision.testRedirect(member: 9), "https://upstream/x", "https://upstream")
+            }
+            for slot in 0..<9 where !view.isDown(UInt32(slot)) {
+                var decision = Decision.testRedirect(member: Int32(slot))
+                decision.needsVerification = true
+                return (decision, "https://b\(slot)/x", "https://b\(slot)")
+            }
+            return (Decision.testPass, nil, "")
+        }
+        #expect(skipped)
+        #expect(verified.checks.count == 3)  // settings.maxChecks
+        #expect(verified.exhausted)
+        #expect(verified.location == "https://upstream/x")
     }
 }
 

@@ -94,6 +94,7 @@ typedef struct {
     const rdr_header *headers; size_t header_count;
     const rdr_health *health;
     const uint32_t *missing; size_t missing_count;
+    int32_t checks_exhausted;
 } rdr_request;
 
 typedef struct {
@@ -124,6 +125,7 @@ typedef struct {
     uint32_t    absent_ttl_ms;
     uint32_t    cache_entries;
     uint32_t    concurrency;
+    uint32_t    max_checks;
     int32_t     verify_routes;
     const char *verify_route;
 } rdr_presence;
@@ -170,7 +172,6 @@ local RDR_ENOSPC = C.RDR_ENOSPC
 local RDR_REDIRECT = C.RDR_REDIRECT
 local RDR_MAX_HEADERS = C.RDR_MAX_HEADERS
 local HEALTH_FILE_MAX = 1024 * 1024 -- a state file is 40 + ~20 bytes per member; refuse anything bigger
-local MAX_CHECKS = 16 -- presence checks one request makes at most (as the NGINX module)
 local AF_INET = 2
 local AF_INET6 = 10
 local ACTIONS = { [C.RDR_PASS] = "pass", [RDR_REDIRECT] = "redirect", [C.RDR_RESPOND] = "respond" }
@@ -330,7 +331,8 @@ function _M.new(path, opts)
             .. " verifies presence: pass { presence_check = \"/uri\" }, the internal location that checks"
     end
     self.presence_check = opts.presence_check
-    self.missing_buf = ffi_new("uint32_t[?]", MAX_CHECKS)
+    self.max_checks = tonumber(presence[0].max_checks)
+    self.missing_buf = ffi_new("uint32_t[?]", self.max_checks + 1)
     return setmetatable(self, mt)
 end
 
@@ -423,8 +425,8 @@ end
 
 -- Fills the request struct; the Lua strings (in the caller's locals and `hlist`) stay alive
 -- while the library reads them. `missing`: member slots a presence check did not find the
--- object on (a list), or nil.
-function mt:_fill_request(client, method, host, path, hlist, missing)
+-- object on (a list), or nil; `exhausted`: the request is out of checks (skip verifying routes).
+function mt:_fill_request(client, method, host, path, hlist, missing, exhausted)
     local req = self.req[0]
     req.client, req.client_len = client, #client
     req.method, req.method_len = method, #method
@@ -443,8 +445,9 @@ function mt:_fill_request(client, method, host, path, hlist, missing)
         req.headers, req.header_count = nil, 0
     end
     req.health = self:_decision_health()
+    req.checks_exhausted = exhausted and 1 or 0
     if missing and #missing > 0 then
-        local n = #missing < MAX_CHECKS and #missing or MAX_CHECKS
+        local n = #missing <= self.max_checks and #missing or self.max_checks
         for i = 1, n do
             self.missing_buf[i - 1] = missing[i]
         end
@@ -476,7 +479,7 @@ local result_mt = {
 }
 
 function mt:_skipped(inputs)
-    local req = self:_fill_request(inputs[2], inputs[3], inputs[4], inputs[5], inputs[6], inputs[8])
+    local req = self:_fill_request(inputs[2], inputs[3], inputs[4], inputs[5], inputs[6], inputs[8], inputs[9])
     if not inputs[7] then
         req.health = nil -- explain with the health the decision had (none)
     end
@@ -504,15 +507,16 @@ end
 --- pool (pool name)|nil, member (the chosen member's URL)|nil, step ("primary",
 --- "nearest-region", ..., "pass")|nil, skipped ("url(pool):reason ..." , computed when read)|nil,
 --- verify (true: the redirect needs a presence check, see decide_verified)|nil, slot (the
---- member's slot)|nil }, or nil and a message. `missing`: slots to skip (failed checks).
-function mt:decide(client, method, host, path, headers, missing)
+--- member's slot)|nil }, or nil and a message. `missing`: slots to skip (failed checks);
+--- `exhausted`: skip the routes that verify (the request is out of checks).
+function mt:decide(client, method, host, path, headers, missing, exhausted)
     client, method, host, path = str(client), str(method), str(host), str(path)
     local lib, t, dec = self.lib, self.table, self.dec
     local hlist = nil
     if self.header_count > 0 then
         hlist = self:_request_headers(headers)
     end
-    local req = self:_fill_request(client, method, host, path, hlist, missing)
+    local req = self:_fill_request(client, method, host, path, hlist, missing, exhausted)
 
     local rc = lib.rdr_decide(t, req, dec, self.buf, self.buflen)
     if rc == RDR_ENOSPC then
@@ -545,7 +549,7 @@ function mt:decide(client, method, host, path, headers, missing)
         member = nil,
         step = cstr(d.step_name),
     }
-    pending_inputs[res] = { self, client, method, host, path, hlist, req.health ~= nil, missing }
+    pending_inputs[res] = { self, client, method, host, path, hlist, req.health ~= nil, missing, exhausted }
     local provider = tonumber(d.provider)
     if provider >= 0 then
         res.provider = self.providers[provider] or cstr(d.provider_name)
@@ -593,22 +597,21 @@ end
 
 --- decide(), then, while the decision is a redirect of a `verify` route, a presence check of
 --- its location: check(url) returns an HTTP status (default: the capture of the presence_check
---- location); 2xx answers the redirect, anything else decides again without that member.
+--- location); 2xx answers the redirect, anything else decides again without that member; after
+--- the table's max_checks checks the routes after the verifying ones decide.
 --- The decision carries `checks`: "url(present) url(absent-404) ..." as the NGINX module's
 --- $redirector_checks. Returns the decision, or nil and a message.
 function mt:decide_verified(client, method, host, path, headers, check)
     check = check or function(url) return self:_capture_check(url) end
     local missing, checks = {}, {}
     while true do
-        local d, err = self:decide(client, method, host, path, headers, missing)
-        if not d or not d.verify then
+        local exhausted = #checks >= self.max_checks
+        local d, err = self:decide(client, method, host, path, headers, missing, exhausted)
+        if not d or not d.verify or exhausted then
             if d and #checks > 0 then
                 d.checks = table.concat(checks, " ")
             end
             return d, err
-        end
-        if #missing == MAX_CHECKS then
-            return nil, "route " .. tostring(d.route) .. ": too many presence checks failed"
         end
         local status = tonumber(check(d.location)) or 0
         if status >= 200 and status < 300 then

@@ -331,6 +331,8 @@ public struct PresenceConfig: Decodable, Sendable {
     public var cacheEntries: UInt32?
     /// Most checks in flight to one mirror.
     public var concurrencyPerMirror: UInt32?
+    /// Most checks per request (1–16) before the routes after the verifying ones decide.
+    public var maxChecks: UInt32?
 }
 
 /// A fixed answer.
@@ -415,7 +417,7 @@ indirect enum ConfigSchema: Sendable {
     static let source = ConfigSchema.mapping(sourceKeys.merging(["otherwise": .mapping(sourceKeys)]) { $1 })
     static let config = ConfigSchema.mapping([
         "version": nil, "keepUnassignedPrefixes": nil, "trustedProxies": nil,
-        "presence": .mapping(["timeout": nil, "presentTTL": nil, "absentTTL": nil, "cacheEntries": nil, "concurrencyPerMirror": nil]),
+        "presence": .mapping(["timeout": nil, "presentTTL": nil, "absentTTL": nil, "cacheEntries": nil, "concurrencyPerMirror": nil, "maxChecks": nil]),
         "pools": .dictionary(.mapping([
             "members": .list(.mapping(["url": nil, "weight": nil, "priority": nil, "health": healthCheck])),
             "health": healthCheck, "fallback": nil,

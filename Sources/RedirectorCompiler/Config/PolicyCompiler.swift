@@ -133,6 +133,12 @@ struct PolicyCompiler {
             guard limit > 0 else { throw ConfigError(place: "\(place).concurrencyPerMirror", message: "must be at least 1") }
             settings.concurrencyPerMirror = limit
         }
+        if let checks = config.maxChecks {
+            guard (1...PresenceSettings.checkLimit).contains(checks) else {
+                throw ConfigError(place: "\(place).maxChecks", message: "must be between 1 and \(PresenceSettings.checkLimit)")
+            }
+            settings.maxChecks = checks
+        }
         return settings
     }
 

@@ -62,6 +62,8 @@ extension Snapshot {
                     decision.status = action.status
                     return decision
                 case .redirect:
+                    // A request out of presence checks goes to the routes that need none.
+                    if action.verify && health.skipsVerifyingRoutes { continue }
                     guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
                     let key = ObjectKey(bytes: action.hashKey == .path ? path : captured(action.hashKey, path, captures))
                     var selector = MemberSelector(tables: self.tables, health: health, key: key)

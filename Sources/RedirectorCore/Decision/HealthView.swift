@@ -10,19 +10,23 @@ public struct HealthView: @unchecked Sendable {
     let slotCount: Int
     /// Of the members down, those a presence check excluded (explanations only), nil: none.
     let missing: UnsafePointer<UInt64>?
+    /// Whether routes with `verify` are skipped: the request has made all its presence checks
+    /// (``PresenceSettings/maxChecks``) without finding the object.
+    public let skipsVerifyingRoutes: Bool
 
     /// Every member up.
     public static let allUp = HealthView(words: nil, slotCount: 0)
 
     /// A view of `slotCount` bits at `words`.
     public init(words: UnsafePointer<UInt64>?, slotCount: Int) {
-        self.init(words: words, slotCount: slotCount, missing: nil)
+        self.init(words: words, slotCount: slotCount, missing: nil, skipsVerifyingRoutes: false)
     }
 
-    private init(words: UnsafePointer<UInt64>?, slotCount: Int, missing: UnsafePointer<UInt64>?) {
+    private init(words: UnsafePointer<UInt64>?, slotCount: Int, missing: UnsafePointer<UInt64>?, skipsVerifyingRoutes: Bool) {
         self.words = words
         self.slotCount = slotCount
         self.missing = missing
+        self.skipsVerifyingRoutes = skipsVerifyingRoutes
     }
 
     /// Why a member that ``isDown(_:)`` is not used: down, or missing the object.
@@ -44,9 +48,13 @@ extension HealthView {
     /// again once a presence check found the object missing on a member (``Decision/needsVerification``).
     /// `memberCount` is the policy's (``Policy/memberCount``); slots beyond it are ignored. The
     /// bits live in stack memory for the call (no allocation for pools of a few thousand members).
-    public func excluding<Slots: Collection<UInt32>, Result>(_ slots: Slots, memberCount: Int,
+    /// `skippingVerifyingRoutes`: the request is out of presence checks (``skipsVerifyingRoutes``).
+    public func excluding<Slots: Collection<UInt32>, Result>(_ slots: Slots, memberCount: Int, skippingVerifyingRoutes: Bool = false,
                                                              _ body: (HealthView) -> Result) -> Result {
-        guard !slots.isEmpty else { return body(self) }
+        guard !slots.isEmpty else {
+            guard skippingVerifyingRoutes else { return body(self) }
+            return body(HealthView(words: words, slotCount: slotCount, missing: missing, skipsVerifyingRoutes: true))
+        }
         let count = max(slotCount, memberCount)
         let wordCount = (count &+ 63) / 64
         return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 &* wordCount) { bits in
@@ -59,7 +67,8 @@ extension HealthView {
                 bits[wordCount &+ Int(slot &>> 6)] |= 1 &<< UInt64(slot & 63)
             }
             let base = UnsafePointer(bits.baseAddress)
-            return body(HealthView(words: base, slotCount: count, missing: base.map { $0 + wordCount }))
+            return body(HealthView(words: base, slotCount: count, missing: base.map { $0 + wordCount },
+                                   skipsVerifyingRoutes: skippingVerifyingRoutes))
         }
     }
 }

@@ -200,6 +200,7 @@ extension Policy {
         writer.write(presence.absentTTLMilliseconds)
         writer.write(presence.cacheEntries)
         writer.write(presence.concurrencyPerMirror)
+        writer.write(presence.maxChecks)
     }
 
     /// Reads and validates a policy: every string, index, status and count is checked.
@@ -435,9 +436,11 @@ extension Policy {
         }
         let presence = PresenceSettings(
             timeoutMilliseconds: try reader.read(), presentTTLMilliseconds: try reader.read(),
-            absentTTLMilliseconds: try reader.read(), cacheEntries: try reader.read(), concurrencyPerMirror: try reader.read())
-        guard presence.timeoutMilliseconds > 0, presence.cacheEntries > 0, presence.concurrencyPerMirror > 0 else {
-            throw fail("has presence settings with a zero timeout, cache size or concurrency")
+            absentTTLMilliseconds: try reader.read(), cacheEntries: try reader.read(), concurrencyPerMirror: try reader.read(),
+            maxChecks: try reader.read())
+        guard presence.timeoutMilliseconds > 0, presence.cacheEntries > 0, presence.concurrencyPerMirror > 0,
+              (1...PresenceSettings.checkLimit).contains(presence.maxChecks) else {
+            throw fail("has presence settings with a zero timeout, cache size or concurrency, or maxChecks outside 1...\(PresenceSettings.checkLimit)")
         }
         guard reader.isAtEnd else { throw fail("has trailing bytes") }
         return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools,

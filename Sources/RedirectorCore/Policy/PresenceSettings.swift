@@ -14,19 +14,27 @@ public struct PresenceSettings: Hashable, Sendable {
     public var cacheEntries: UInt32
     /// Most checks in flight to one mirror at once; a request beyond it skips the mirror.
     public var concurrencyPerMirror: UInt32
+    /// Most checks one request makes; when none found the object, the routes after the
+    /// verifying ones decide (a chain through every region's bucket would be a check per region).
+    public var maxChecks: UInt32
 
-    /// 5 s timeout, present for 1 h, absent for 1 min, 100,000 entries, 32 checks per mirror.
+    /// 5 s timeout, present for 1 h, absent for 1 min, 100,000 entries, 32 checks per mirror,
+    /// 3 checks per request.
     public static let `default` = PresenceSettings(
         timeoutMilliseconds: 5_000, presentTTLMilliseconds: 3_600_000, absentTTLMilliseconds: 60_000,
-        cacheEntries: 100_000, concurrencyPerMirror: 32)
+        cacheEntries: 100_000, concurrencyPerMirror: 32, maxChecks: 3)
+
+    /// The largest ``maxChecks`` (what the NGINX module keeps per request).
+    public static let checkLimit: UInt32 = 16
 
     /// Creates settings.
     public init(timeoutMilliseconds: UInt32, presentTTLMilliseconds: UInt32, absentTTLMilliseconds: UInt32,
-                cacheEntries: UInt32, concurrencyPerMirror: UInt32) {
+                cacheEntries: UInt32, concurrencyPerMirror: UInt32, maxChecks: UInt32) {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.presentTTLMilliseconds = presentTTLMilliseconds
         self.absentTTLMilliseconds = absentTTLMilliseconds
         self.cacheEntries = cacheEntries
         self.concurrencyPerMirror = concurrencyPerMirror
+        self.maxChecks = maxChecks
     }
 }

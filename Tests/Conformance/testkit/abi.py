@@ -55,7 +55,8 @@ class Request(ctypes.Structure):
                 ("path", ctypes.c_char_p), ("path_len", ctypes.c_size_t),
                 ("headers", ctypes.POINTER(Header)), ("header_count", ctypes.c_size_t),
                 ("health", ctypes.c_void_p),
-                ("missing", ctypes.POINTER(ctypes.c_uint32)), ("missing_count", ctypes.c_size_t)]
+                ("missing", ctypes.POINTER(ctypes.c_uint32)), ("missing_count", ctypes.c_size_t),
+                ("checks_exhausted", ctypes.c_int32)]
 
 
 class Decision(ctypes.Structure):
@@ -74,7 +75,8 @@ class Presence(ctypes.Structure):
     """rdr_presence"""
 
     _fields_ = [("timeout_ms", ctypes.c_uint32), ("present_ttl_ms", ctypes.c_uint32), ("absent_ttl_ms", ctypes.c_uint32),
-                ("cache_entries", ctypes.c_uint32), ("concurrency", ctypes.c_uint32), ("verify_routes", ctypes.c_int32),
+                ("cache_entries", ctypes.c_uint32), ("concurrency", ctypes.c_uint32), ("max_checks", ctypes.c_uint32),
+                ("verify_routes", ctypes.c_int32),
                 ("verify_route", ctypes.c_char_p)]
 
 

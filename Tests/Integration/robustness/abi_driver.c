@@ -199,7 +199,7 @@ static void decide_input(rdr_table *t, const unsigned char *in, size_t n, unsign
     const char *path = method + mlen;
     size_t path_len = n - (cursor + 1 + mlen);
 
-    rdr_request req = {client, client_len, method, mlen, "mirror.test", 11, path, path_len, NULL, 0, NULL};
+    rdr_request req = {client, client_len, method, mlen, "mirror.test", 11, path, path_len, NULL, 0, NULL, NULL, 0, 0};
     rdr_decision d;
     char small[24];
     int rc = rdr_decide(t, &req, &d, small, sizeof small);
@@ -306,7 +306,7 @@ static int mode_soak(const char *snapshot, unsigned long count) {
     unsigned long redirects = 0;
     for (unsigned long i = 0; i < count; i++) {
         const char *c = clients[i % 8], *p = paths[(i / 8) % 6];
-        rdr_request req = {c, strlen(c), "GET", 3, "h", 1, p, strlen(p), NULL, 0, NULL};
+        rdr_request req = {c, strlen(c), "GET", 3, "h", 1, p, strlen(p), NULL, 0, NULL, NULL, 0, 0};
         rdr_decision d;
         if (rdr_decide(t, &req, &d, buf, sizeof buf) != RDR_OK) die("rdr_decide failed", NULL);
         redirects += d.action == RDR_REDIRECT;
