@@ -20,6 +20,7 @@ debian_packages=(
   debootstrap                    # the clean Debian 12 root the packages are installed in (test_packages.py)
   libloc-database location       # IPFire's location.db and its libloc CLI: the location-db importer and its oracle (test_location_db.py)
   prometheus                     # Prometheus 2.42 + promtool: scrapes a real sidecar, checks and unit-tests the alert rules (test_prometheus.py)
+  docker-registry skopeo         # CNCF distribution registry 2.8 and the OCI client: presence-checked pulls (test_presence.py)
 )
 # Python packages: pinned in Tests/requirements.txt.
 python_requirements="$(dirname "$0")/../Tests/requirements.txt"
@@ -34,7 +35,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packaged services must not hold ports or run in the background of tests.
-  for svc in nginx caddy prometheus; do
+  for svc in nginx caddy prometheus docker-registry; do
     (service "$svc" stop || true) >/dev/null 2>&1
   done
 fi
@@ -43,6 +44,8 @@ fi
 start-stop-daemon --stop --quiet --oknodo --signal QUIT --pidfile /run/nginx.pid --exec /usr/sbin/nginx
 # Debian's prometheus service (sysvinit pid file) would scrape :9090 in the background.
 start-stop-daemon --stop --quiet --oknodo --pidfile /run/prometheus/prometheus.pid --exec /usr/bin/prometheus
+# Debian's docker-registry service would hold :5000.
+start-stop-daemon --stop --quiet --oknodo --pidfile /run/docker-registry.pid --exec /usr/bin/docker-registry
 
 # pip only when a pinned version is not the installed one.
 python3 - "$python_requirements" 2>/dev/null <<'PY' || python3 -m pip install -q --disable-pip-version-check -r "$python_requirements"

@@ -16,7 +16,6 @@ import http.client
 import json
 import random
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ import pytest
 
 from testkit import paths
 from testkit.http import free_port, wait_for_port
+from testkit.mirrors import Mirror, start_probe
 from testkit.nginx import Nginx, make_prefix, render
 from testkit.processes import Process, wait_until
 from testkit.proxies import missing, start_envoy
@@ -39,41 +39,6 @@ INTERVAL, TIMEOUT, FALL, RISE = 0.5, 0.3, 2, 2
 PROPAGATION = 1.5
 EU_CLIENT = "198.51.100.7"      # eu-west-1 in the config below
 FILES = 24
-
-
-@dataclass
-class Mirror:
-    """A static file server: an nginx master serving `root` on `port`."""
-    name: str
-    port: int
-    root: Path
-    work: Path
-    server: Nginx | None = None
-
-    def start(self) -> "Mirror":
-        prefix = make_prefix(self.work)
-        conf = prefix / "nginx.conf"
-        conf.write_text(f"""
-worker_processes 1;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    server {{
-        listen 127.0.0.1:{self.port};
-        root {self.root};
-        location = /healthz {{ return 200 "ok\\n"; }}
-    }}
-}}
-""")
-        self.server = Nginx(prefix, conf, port=self.port).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.stop(signal.SIGTERM)
-            self.server = None
 
 
 @dataclass
@@ -259,14 +224,6 @@ def test_sidecar_behind_envoy_fails_over_and_back(network):
     finally:
         envoy.stop()
         sidecar.stop()
-
-
-def start_probe(work: Path, snapshot: Path, state: Path) -> Process:
-    """`redirector probe` publishing `state` for nginx's workers; returns once the file exists."""
-    probe = Process("probe", [paths.CLI, "probe", "--snapshot", snapshot, "--state", state, "--log-format", "json"],
-                    work / "probe.log").start()
-    wait_until(state.exists, 10, "the prober's first state file")
-    return probe
 
 
 @pytest.mark.parametrize("kind", ["module", "lua"])
