@@ -3,8 +3,9 @@ import RedirectorTestSupport
 import Testing
 
 /// The decision path's shortcuts against what they stand in for: the one-pass path match against
-/// the backtracking matcher, on seeded random patterns and paths; the object key's fingerprint on
-/// fixed vectors (a change would move every object of every pool to another mirror).
+/// the backtracking matcher, on seeded random patterns and paths; the word-at-a-time target scans
+/// against byte loops; the object key's fingerprint on fixed vectors (a change would move every
+/// object of every pool to another mirror).
 @Suite struct DecisionShortcutTests {
     /// Random pattern texts: literals, and captures anywhere (so that both matchers are reached).
     static func randomPattern(_ random: inout SeededGenerator) -> String {
@@ -86,6 +87,40 @@ import Testing
         #expect(try PathPatternTests.match("/blobs/{d:digest}", "/blobs/:abc") == nil)
         #expect(try PathPatternTests.match("/blobs/{n}", "/blobs/") == nil)
         #expect(try PathPatternTests.match("/blobs/{r...}", "/blobs/") == [""])
+    }
+
+    /// Random targets of 0–40 bytes over the bytes the scans tell apart: `?`, `/`, the path-byte
+    /// boundaries (0x20, 0x21, DEL, 0x7e, 0x80), NUL, 0xff and 0x01 (which follows a NUL's borrow).
+    static func randomTarget(_ random: inout SeededGenerator) -> [UInt8] {
+        let bytes: [UInt8] = [0x3f, 0x2f, 0x20, 0x21, 0x7f, 0x7e, 0x80, 0x00, 0xff, 0x01, 0x61, 0x3e, 0x40, 0x2e]
+        var target = (0..<Int.random(in: 0...40, using: &random)).map { _ in
+            Bool.random(using: &random) ? UInt8(ascii: "a") : bytes.randomElement(using: &random)!
+        }
+        if !target.isEmpty && Bool.random(using: &random) { target[0] = UInt8(ascii: "/") }
+        return target
+    }
+
+    @Test func targetScanAgreesWithByteLoopsOnRandomTargets() throws {
+        var random = SeededGenerator(seed: 0x7363_616e)
+        var safe = 0, queries = 0
+        for _ in 0..<20_000 {
+            let target = DecisionShortcutTests.randomTarget(&random)
+            try target.withUnsafeBytes { raw in
+                let scan = OutputSyntax.scanRequestTarget(raw)
+                let pathLength = target.firstIndex(of: UInt8(ascii: "?")) ?? target.count
+                try #require(scan.pathLength == pathLength, "\(target)")
+                try #require(scan.isSafe == OutputSyntax.isSafeRequestTarget(raw), "\(target)")
+                for start in 0...target.count {
+                    let slash = target[start...].firstIndex(of: UInt8(ascii: "/")) ?? target.count
+                    try #require(WordScan.firstIndex(of: UInt8(ascii: "/"), in: raw, from: start) == slash, "\(target) from \(start)")
+                }
+                safe += scan.isSafe ? 1 : 0
+                queries += pathLength < target.count ? 1 : 0
+            }
+        }
+        // Both outcomes of both answers were compared.
+        #expect(safe > 1_000 && safe < 19_000)
+        #expect(queries > 1_000 && queries < 19_000)
     }
 
     /// Fixed values of the fingerprint for keys of every length class (shorter than a word, one

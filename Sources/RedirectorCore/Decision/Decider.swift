@@ -37,10 +37,9 @@ extension Snapshot {
         let providerIndex = attributes.provider
         let isActive = providerIndex >= 0 && Int(providerIndex) < tables.providers.count && tables.providers[Int(providerIndex)].isActive
 
-        var pathEnd = 0
-        while pathEnd < target.count && target[pathEnd] != UInt8(ascii: "?") { pathEnd &+= 1 }
-        let path = UnsafeRawBufferPointer(rebasing: target[..<pathEnd])
-        let query = UnsafeRawBufferPointer(rebasing: target[pathEnd...])
+        let scan = OutputSyntax.scanRequestTarget(target)
+        let path = UnsafeRawBufferPointer(rebasing: target[..<scan.pathLength])
+        let query = UnsafeRawBufferPointer(rebasing: target[scan.pathLength...])
 
         return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: PathPattern.maximumCaptures) { captures in
             captures.initialize(repeating: 0..<0)
@@ -64,7 +63,7 @@ extension Snapshot {
                 case .redirect:
                     // A request out of presence checks goes to the routes that need none.
                     if action.verify && health.skipsVerifyingRoutes { continue }
-                    guard OutputSyntax.isSafeRequestTarget(target) else { return decision }
+                    guard scan.isSafe else { return decision }
                     let key = ObjectKey(bytes: action.hashKey == .path ? path : captured(action.hashKey, path, captures))
                     var selector = MemberSelector(tables: self.tables, health: health, key: key)
                     let choice = selector.resolve(action.target, client: attributes, trace: &trace)

@@ -125,7 +125,7 @@ public struct PathPattern: Hashable, Sendable {
             let part = parts[index]
             if part != .rest {
                 guard position < path.count else { return false }
-                for offset in position..<path.count where path[offset] == UInt8(ascii: "/") { return false }
+                guard WordScan.firstIndex(of: UInt8(ascii: "/"), in: path, from: position) == path.count else { return false }
                 if part == .digest && !PathPattern.isDigest(path, position, path.count) { return false }
             }
             if captures.count > 0 { captures[0] = position..<path.count }

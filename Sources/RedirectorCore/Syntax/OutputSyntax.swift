@@ -32,6 +32,43 @@ public enum OutputSyntax {
         return true
     }
 
+    /// The length of the request target's path (the bytes before its first `?`) and whether the
+    /// target ``isSafeRequestTarget(_:)``: the decision path's one pass over the target, eight
+    /// bytes at a time.
+    @inline(__always)
+    static func scanRequestTarget(_ target: UnsafeRawBufferPointer) -> (pathLength: Int, isSafe: Bool) {
+        let count = target.count
+        guard let base = target.baseAddress, count > 0 else { return (0, false) }
+        let question = 0x0101_0101_0101_0101 &* UInt64(UInt8(ascii: "?"))
+        var pathLength = -1  // no `?` yet
+        var unsafe: UInt64 = 0
+        @inline(__always) func scan(_ word: UInt64, at offset: Int) {
+            unsafe |= WordScan.nonPathBytes(word)
+            guard pathLength < 0 else { return }
+            let found = WordScan.zeroBytes(word ^ question)
+            if found != 0 { pathLength = offset &+ found.trailingZeroBitCount &>> 3 }
+        }
+        var offset = 0
+        while offset &+ 8 <= count {
+            scan(WordScan.word(base, offset), at: offset)
+            offset &+= 8
+        }
+        if offset < count {
+            if count >= 8 {
+                // The last eight bytes, overlapping bytes already scanned: checking them twice
+                // changes nothing, and they hold no `?` unless one was found.
+                scan(WordScan.word(base, count &- 8), at: count &- 8)
+            } else {
+                for index in offset..<count {
+                    let byte = target[index]
+                    if !ByteClass.isPathByte(byte) { unsafe = 1 }
+                    if pathLength < 0 && byte == UInt8(ascii: "?") { pathLength = index }
+                }
+            }
+        }
+        return (pathLength < 0 ? count : pathLength, unsafe == 0 && target[0] == UInt8(ascii: "/"))
+    }
+
     /// `http://` or `https://`, a non-empty authority of letters, digits, `.`, `-` and `:` (port),
     /// then an optional path of visible bytes without `?`, `#` or `\`: exactly what the compiler's
     /// target normalization produces. The authority ends the base URL, and a decision only ever
