@@ -10,19 +10,15 @@ public enum AddressParser {
     public static func parseAddress(_ text: UnsafeRawBufferPointer) -> IPAddress? {
         let count = text.count
         guard count > 0, count <= 45 else { return nil }
-        // An IPv6 address has a colon within its first five bytes (a group has at most four
-        // digits); text without one is IPv4 or nothing.
-        var sawColon = false
+        // Dotted quads first, the common case: text with a colon is never one. An IPv6 address
+        // has a colon within its first five bytes (a group has at most four digits); text
+        // without one is IPv4 or nothing.
+        if let value = parseV4(text, 0, count) { return .v4(value) }
         for index in 0..<min(count, 5) where text[index] == UInt8(ascii: ":") {
-            sawColon = true
-            break
-        }
-        if sawColon {
             guard let value = parseV6(text, 0, count) else { return nil }
             return IPAddress.unmapped(value)
         }
-        guard let value = parseV4(text, 0, count) else { return nil }
-        return .v4(value)
+        return nil
     }
 
     /// Parses `address/length`. The length is 0–32 (IPv4) or 0–128 (IPv6), decimal, without
@@ -66,31 +62,36 @@ public enum AddressParser {
         return value <= maximum ? value : nil
     }
 
-    /// A dotted quad in `text[start..<end]`: one pass, the decision path's parse of a client address.
+    /// A dotted quad in `text[start..<end]`: one pass, octet by octet, the decision path's parse
+    /// of a client address.
     static func parseV4(_ text: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> UInt32? {
-        var value: UInt32 = 0
-        var octet: UInt32 = 0
-        var digits = 0
-        var dots = 0
-        var index = start
-        while index < end {
-            let byte = text[index]
-            index &+= 1
-            if byte == UInt8(ascii: ".") {
-                guard digits > 0, dots < 3 else { return nil }
-                value = value &<< 8 | octet
-                (octet, digits, dots) = (0, 0, dots &+ 1)
-                continue
-            }
-            let digit = UInt32(byte &- UInt8(ascii: "0"))
-            // A digit, at most three per octet, none after a leading zero, the octet at most 255.
-            guard digit <= 9, digits < 3, digits == 0 || octet != 0 else { return nil }
-            octet = octet &* 10 &+ digit
-            guard octet <= 255 else { return nil }
-            digits &+= 1
+        @inline(__always) func digit(_ index: Int) -> UInt32? {
+            guard index < end else { return nil }
+            let value = UInt32(text[index] &- UInt8(ascii: "0"))
+            return value <= 9 ? value : nil
         }
-        guard dots == 3, digits > 0 else { return nil }
-        return value &<< 8 | octet
+        var value: UInt32 = 0
+        var index = start
+        for octetIndex in 0..<4 {
+            if octetIndex > 0 {
+                guard index < end, text[index] == UInt8(ascii: ".") else { return nil }
+                index &+= 1
+            }
+            // One to three digits, none after a leading zero, at most 255.
+            guard var octet = digit(index) else { return nil }
+            index &+= 1
+            if octet != 0, let second = digit(index) {
+                octet = octet &* 10 &+ second
+                index &+= 1
+                if let third = digit(index) {
+                    octet = octet &* 10 &+ third
+                    index &+= 1
+                    guard octet <= 255 else { return nil }
+                }
+            }
+            value = value &<< 8 | octet
+        }
+        return index == end ? value : nil
     }
 
     /// The value of one hex digit, or nil.
