@@ -33,9 +33,10 @@ extension Snapshot {
             attributeIndex = index
             attributes = self.attributes(at: index)
         }
-        let tables = self.tables.pointee
+        // Through the pointer: a copy of the tables (`self.tables.pointee`) is a 216-byte memcpy.
+        let tables = self.tables
         let providerIndex = attributes.provider
-        let isActive = providerIndex >= 0 && Int(providerIndex) < tables.providers.count && tables.providers[Int(providerIndex)].isActive
+        let isActive = providerIndex >= 0 && Int(providerIndex) < tables.pointee.providers.count && tables.pointee.providers[Int(providerIndex)].isActive
 
         let scan = OutputSyntax.scanRequestTarget(target)
         let path = UnsafeRawBufferPointer(rebasing: target[..<scan.pathLength])
@@ -43,12 +44,12 @@ extension Snapshot {
 
         return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: PathPattern.maximumCaptures) { captures in
             captures.initialize(repeating: 0..<0)
-            for index in 0..<tables.routes.count {
-                let route = tables.routes[index]
-                guard matches(tables.methods[route.methods], negated: route.methodsNegated, method),
-                      route.clients.matches(provider: providerIndex, isActive: isActive, lists: tables.clientProviders),
-                      route.headers.count == 0 || matches(tables.headerConditions[route.headers], headers),
-                      PathPattern.match(tables.pathParts[route.path], path, strings: strings, captures: captures)
+            for index in 0..<tables.pointee.routes.count {
+                let route = tables.pointee.routes[index]
+                guard matches(tables.pointee.methods[route.methods], negated: route.methodsNegated, method),
+                      route.clients.matches(provider: providerIndex, isActive: isActive, lists: tables.pointee.clientProviders),
+                      route.headers.count == 0 || matches(tables.pointee.headerConditions[route.headers], headers),
+                      PathPattern.match(tables.pointee.pathParts[route.path], path, strings: strings, captures: captures)
                 else { continue }
                 var decision = Decision.pass(attributeIndex, attributes)
                 decision.route = Int32(index)
@@ -81,7 +82,7 @@ extension Snapshot {
                     decision.pool = choice.pool
                     decision.member = Int32(bitPattern: member.slot)
                     decision.locationLength = writeLocation(
-                        base: member.url, template: tables.templateParts[action.template], path: path, captures: captures,
+                        base: member.url, template: tables.pointee.templateParts[action.template], path: path, captures: captures,
                         query: action.keepQuery ? query : UnsafeRawBufferPointer(rebasing: query[..<query.startIndex]),
                         into: location)
                     return decision
@@ -93,19 +94,19 @@ extension Snapshot {
 
     /// The names of what decided `decision`: its provider, route and pool (empty for none).
     public func names(of decision: Decision) -> (provider: StringRef, route: StringRef, pool: StringRef) {
-        let tables = self.tables.pointee
+        let tables = self.tables
         let provider = decision.attributes.provider, route = Int(decision.route)
-        return (provider: provider >= 0 && Int(provider) < tables.providers.count ? tables.providers[Int(provider)].name : .empty,
-                route: route >= 0 && route < tables.routes.count ? tables.routes[route].name : .empty,
-                pool: decision.pool.index.map { $0 < tables.pools.count ? tables.pools[$0].name : .empty } ?? .empty)
+        return (provider: provider >= 0 && Int(provider) < tables.pointee.providers.count ? tables.pointee.providers[Int(provider)].name : .empty,
+                route: route >= 0 && route < tables.pointee.routes.count ? tables.pointee.routes[route].name : .empty,
+                pool: decision.pool.index.map { $0 < tables.pointee.pools.count ? tables.pointee.pools[$0].name : .empty } ?? .empty)
     }
 
     /// The response headers of route `route` (none unless it is a respond route, or out of range),
     /// in memory the snapshot owns: valid while the snapshot lives.
     public func responseHeaders(route: Int) -> UnsafeBufferPointer<Header> {
-        let tables = self.tables.pointee
-        guard route >= 0, route < tables.routes.count else { return UnsafeBufferPointer(start: nil, count: 0) }
-        return tables.responseHeaders[tables.routes[route].action.headers]
+        let tables = self.tables
+        guard route >= 0, route < tables.pointee.routes.count else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return tables.pointee.responseHeaders[tables.pointee.routes[route].action.headers]
     }
 
     /// The bytes of capture `key` (the path for ``HashKey/path``).
