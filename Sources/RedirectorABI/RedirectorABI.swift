@@ -173,7 +173,17 @@ public func rdr_decide(_ pointer: OpaquePointer?, _ request: UnsafePointer<rdr_r
                        _ output: UnsafeMutablePointer<rdr_decision>?,
                        _ buffer: UnsafeMutablePointer<CChar>?, _ bufferLength: Int) -> Int32 {
     guard let handle = handle(pointer), let pointer, let request, let output else { return RDR_EINVAL }
-    let snapshot = handle.pointee.owner.takeUnretainedValue()
+    // The handle keeps the snapshot alive until rdr_close: borrowed, not retained and released
+    // around every decision.
+    return handle.pointee.owner._withUnsafeGuaranteedRef { snapshot in
+        decide(snapshot, handle, pointer, request, output, buffer, bufferLength)
+    }
+}
+
+/// ``rdr_decide`` with the arguments checked and the snapshot borrowed.
+@inline(__always)
+private func decide(_ snapshot: Snapshot, _ handle: UnsafePointer<Handle>, _ pointer: OpaquePointer, _ request: UnsafePointer<rdr_request>,
+                    _ output: UnsafeMutablePointer<rdr_decision>, _ buffer: UnsafeMutablePointer<CChar>?, _ bufferLength: Int) -> Int32 {
     let fields = request.pointee
     let client = AddressParser.parseAddress(bytes(fields.client, fields.client_len))
     let location = UnsafeMutableRawBufferPointer(start: buffer, count: buffer == nil ? 0 : max(bufferLength, 0))
