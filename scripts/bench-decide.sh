@@ -3,9 +3,18 @@
 # no health state, next to the same requests decided with pools of three weighted, health-checked
 # members and a loaded health state (all up; first member down), in one run. Timings on a shared 2-core
 # machine are noisy: read the ratio.
+#
+#   scripts/bench-decide.sh [DECISIONS]
+#   scripts/bench-decide.sh --instructions [DECISIONS]
+#
+# --instructions counts instead of timing: each variant's DECISIONS (default 4096, every distinct
+# request once) run under callgrind, collecting inside rdr_decide only, and the instructions per
+# decision are reported with their ratio to the one-URL decision (the same on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-decisions=${1:-4000000}
+instructions=
+if [ "${1:-}" = --instructions ]; then instructions=1; shift; fi
+decisions=${1:-$([ -n "$instructions" ] && echo 4096 || echo 4000000)}
 work=$(mktemp -d)
 trap '[ -n "${KEEP_WORK:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
 
@@ -78,5 +87,19 @@ for name, down in (("up", set()), ("down", set(range(0, len(members), 3)))):
     records = [hs.Record(hs.DOWN if i in down else hs.UP) for i in range(len(members))]
     open(f"{work}/{name}.health", "wb").write(hs.encode(records, fingerprint_value=fp, stale_after_ms=600_000))
 PY
+args=("$work/single.rdb" "$work/pool.rdb" "$work/up.health" "$work/down.health" "$work/clients.txt" "$decisions")
+if [ -n "$instructions" ]; then
+  echo "== rdr_decide: instructions per decision (callgrind, $decisions decisions each)"
+  base=
+  for variant in single up down; do
+    valgrind --tool=callgrind --toggle-collect=rdr_decide --callgrind-out-file="$work/$variant.callgrind" \
+      "$work/decide_bench" "${args[@]}" "$variant" >/dev/null 2>"$work/$variant.valgrind" \
+      || { cat "$work/$variant.valgrind" >&2; exit 1; }
+    count=$(awk -v n="$decisions" '/^summary:/ { printf "%.0f", $2 / n }' "$work/$variant.callgrind")
+    base=${base:-$count}
+    printf '  %-7s %8s instructions/decision  ratio %.3f\n' "$variant" "$count" "$(awk -v a="$count" -v b="$base" 'BEGIN { print a / b }')"
+  done
+  exit 0
+fi
 echo "== rdr_decide: one-URL targets vs pools with health"
-"$work/decide_bench" "$work/single.rdb" "$work/pool.rdb" "$work/up.health" "$work/down.health" "$work/clients.txt" "$decisions"
+"$work/decide_bench" "${args[@]}"

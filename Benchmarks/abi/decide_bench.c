@@ -7,10 +7,12 @@
  *               (rendezvous hashing between two members), and with the first member of every
  *               pool down (one candidate left).
  *
- *   decide_bench <single.rdb> <pool.rdb> <up.health> <down.health> <clients.txt> [decisions]
+ *   decide_bench <single.rdb> <pool.rdb> <up.health> <down.health> <clients.txt> [decisions [single|up|down]]
  *
  * clients.txt: one client address per line. Each request has its own path (a distinct object,
- * so rendezvous hashing runs for every pool decision). Runs alternate, best of 7 each.
+ * so rendezvous hashing runs for every pool decision). Runs alternate, best of 7 each. With a
+ * variant named, only its decisions run, once, untimed: for counting instructions under callgrind
+ * (scripts/bench-decide.sh --instructions).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -83,7 +85,7 @@ static double run(const rdr_table *t, rdr_request *requests, size_t count, size_
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: decide_bench <single.rdb> <pool.rdb> <up.health> <down.health> <clients.txt> [decisions]\n");
+        fprintf(stderr, "usage: decide_bench <single.rdb> <pool.rdb> <up.health> <down.health> <clients.txt> [decisions [single|up|down]]\n");
         return 2;
     }
     size_t count = argc > 6 ? strtoull(argv[6], NULL, 10) : 4000000;
@@ -116,6 +118,22 @@ int main(int argc, char **argv) {
         up_requests[i] = r;
         r.health = down;
         down_requests[i] = r;
+    }
+
+    if (argc > 7) {
+        size_t redirects;
+        if (strcmp(argv[7], "single") == 0) {
+            run(single, single_requests, count, &redirects);
+        } else if (strcmp(argv[7], "up") == 0) {
+            run(pool, up_requests, count, &redirects);
+        } else if (strcmp(argv[7], "down") == 0) {
+            run(pool, down_requests, count, &redirects);
+        } else {
+            fprintf(stderr, "decide_bench: unknown variant %s\n", argv[7]);
+            return 2;
+        }
+        printf("  %s: %zu decisions, %zu%% redirected\n", argv[7], count, redirects * 100 / count);
+        return 0;
     }
 
     double best_single = 1e9, best_up = 1e9, best_down = 1e9;
