@@ -187,12 +187,22 @@ private func decide(_ snapshot: Snapshot, _ handle: UnsafePointer<Handle>, _ poi
     let fields = request.pointee
     let client = AddressParser.parseAddress(bytes(fields.client, fields.client_len))
     let location = UnsafeMutableRawBufferPointer(start: buffer, count: buffer == nil ? 0 : max(bufferLength, 0))
-    let decision = withHealth(fields, table: pointer, snapshot: snapshot) { health in
+    // The answer is written where the decision is made: returned out of the closure, the
+    // Decision was copied field by field through memory.
+    return withHealth(fields, table: pointer, snapshot: snapshot) { health in
         withRequestHeaders(fields, reading: handle.pointee.readsHeaders, snapshot: snapshot) { headers in
-            snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
-                            target: bytes(fields.path, fields.path_len), headers: headers, health: health, location: location)
+            let decision = snapshot.decide(client: client, method: bytes(fields.method, fields.method_len),
+                                           target: bytes(fields.path, fields.path_len), headers: headers, health: health, location: location)
+            return answer(decision, client: client, snapshot: snapshot, handle: handle, into: output, location: location)
         }
     }
+}
+
+/// Writes `decision` into `output` and NUL-terminates a `Location` that left room in `location`;
+/// the return code of ``rdr_decide``.
+@inline(__always)
+private func answer(_ decision: Decision, client: IPAddress?, snapshot: Snapshot, handle: UnsafePointer<Handle>,
+                    into output: UnsafeMutablePointer<rdr_decision>, location: UnsafeMutableRawBufferPointer) -> Int32 {
     let strings = snapshot.strings
     let names = snapshot.names(of: decision)
     var answer = rdr_decision()
@@ -221,8 +231,8 @@ private func decide(_ snapshot: Snapshot, _ handle: UnsafePointer<Handle>, _ poi
     answer.verify = decision.needsVerification ? 1 : 0
     output.pointee = answer
     guard decision.action != .redirect || decision.locationLength <= location.count else { return RDR_ENOSPC }
-    if decision.action == .redirect, decision.locationLength < location.count, let buffer {
-        buffer[decision.locationLength] = 0
+    if decision.action == .redirect, decision.locationLength < location.count, let buffer = location.baseAddress {
+        buffer.storeBytes(of: 0, toByteOffset: decision.locationLength, as: UInt8.self)
     }
     return RDR_OK
 }
