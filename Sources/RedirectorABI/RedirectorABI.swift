@@ -40,6 +40,14 @@ func table(_ pointer: OpaquePointer?) -> Snapshot? {
     handle(pointer)?.pointee.owner.takeUnretainedValue()
 }
 
+/// `body` with the snapshot of `pointer` borrowed (no retain and release: the handle keeps it
+/// alive until rdr_close), or `otherwise` for NULL. For the calls hosts make on every request.
+@inline(__always)
+func withTable<Result>(_ pointer: OpaquePointer?, otherwise: Result, _ body: (Snapshot) -> Result) -> Result {
+    guard let handle = handle(pointer) else { return otherwise }
+    return handle.pointee.owner._withUnsafeGuaranteedRef(body)
+}
+
 /// Writes `message` NUL-terminated into the caller's buffer `error` (truncated to `errorLength`), if any.
 func report(_ message: String, into error: UnsafeMutablePointer<CChar>?, length errorLength: Int) {
     guard let error, errorLength > 0 else { return }
@@ -280,20 +288,20 @@ public func rdr_format_prefix(_ pointer: OpaquePointer?, _ decision: UnsafePoint
 
 @_cdecl("rdr_route_header_count")
 public func rdr_route_header_count(_ pointer: OpaquePointer?, _ route: Int32) -> Int32 {
-    guard let snapshot = table(pointer) else { return 0 }
-    return Int32(truncatingIfNeeded: snapshot.responseHeaders(route: Int(route)).count)
+    withTable(pointer, otherwise: 0) { Int32(truncatingIfNeeded: $0.responseHeaders(route: Int(route)).count) }
 }
 
 @_cdecl("rdr_route_header")
 public func rdr_route_header(_ pointer: OpaquePointer?, _ route: Int32, _ index: Int32,
                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
                              _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
-    guard let snapshot = table(pointer) else { return RDR_ERANGE }
-    let headers = snapshot.responseHeaders(route: Int(route))
-    guard index >= 0, Int(index) < headers.count else { return RDR_ERANGE }
-    name?.pointee = snapshot.strings.cString(headers[Int(index)].name)
-    value?.pointee = snapshot.strings.cString(headers[Int(index)].value)
-    return RDR_OK
+    withTable(pointer, otherwise: RDR_ERANGE) { snapshot in
+        let headers = snapshot.responseHeaders(route: Int(route))
+        guard index >= 0, Int(index) < headers.count else { return RDR_ERANGE }
+        name?.pointee = snapshot.strings.cString(headers[Int(index)].name)
+        value?.pointee = snapshot.strings.cString(headers[Int(index)].value)
+        return RDR_OK
+    }
 }
 
 @_cdecl("rdr_header_name_count")
