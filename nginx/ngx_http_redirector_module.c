@@ -1149,6 +1149,12 @@ ngx_http_redirector_skipped(ngx_http_request_t *r,
         req.health = NULL;
     }
 
+    /* the members presence checks excluded, as the decision had them */
+
+    req.missing = ctx->nmissing ? ctx->missing : NULL;
+    req.missing_count = ctx->nmissing;
+    req.checks_exhausted = ctx->nmissing >= rmcf->presence.max_checks;
+
     for (len = NGX_HTTP_REDIRECTOR_SKIPPED_LEN; /* void */ ;
          len = ngx_min(len * 4, NGX_HTTP_REDIRECTOR_SKIPPED_MAX))
     {
