@@ -463,8 +463,10 @@ def test_a_hundred_requests_for_an_uncached_blob_make_one_head(network, kind):
         heads_before = sum(1 for r in network.buckets["eu"].requests() if r["method"] == "HEAD")
         locations = hundred_at_once(port, network.addresses["eu"], digest)
         assert set(locations) == {f"{network.buckets['eu'].url}/containers/images/{digest}"}, set(locations)
-        heads = [r for r in network.buckets["eu"].requests()[0:] if r["method"] == "HEAD"][heads_before:]
-        assert [r["uri"] for r in heads] == [f"/containers/images/{digest}"], heads
+        # Health probes (HEAD /) go on meanwhile; the checks are the HEADs of objects.
+        heads = [r for r in network.buckets["eu"].requests() if r["method"] == "HEAD"][heads_before:]
+        checks = [r["uri"] for r in heads if r["uri"].startswith("/containers/images/")]
+        assert checks == [f"/containers/images/{digest}"], heads
     finally:
         backend.stop()
         if probe:
