@@ -117,6 +117,18 @@ public final class PresenceChecker: Sendable {
     /// Entries in the cache.
     public var cachedCount: Int { state.withLockedValue { $0.cache.count } }
 
+    /// The cached answer for `url`, nil when there is none (nothing is sent). A hit counts as one.
+    public func cached(url: String, settings: PresenceSettings) -> PresenceCheck? {
+        let now = clock()
+        let present = state.withLockedValue { state -> Bool? in
+            guard state.cache.capacity == Int(settings.cacheEntries) else { return nil }
+            return state.cache.lookup(url, now: now)
+        }
+        guard let present else { return nil }
+        observer?.lookedUp(hit: true)
+        return PresenceCheck(url: url, result: present ? .present : .absent(status: 404), cached: true, waitedNanoseconds: 0)
+    }
+
     /// Whether `url` (an object on the mirror with base URL `mirror`) is there, with `settings`
     /// (whose cache size, if it differs from the cache's, starts a new cache).
     public func check(url: String, mirror: String, settings: PresenceSettings) async -> PresenceCheck {

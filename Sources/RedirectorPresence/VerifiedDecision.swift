@@ -37,6 +37,58 @@ public struct VerifiedDecision: Sendable {
     public var fellBack: Bool { !excluded.isEmpty }
 }
 
+/// The rounds of a verified decision: decide, and while the decision needs a check, take the
+/// check's answer and decide again. Shared by the asynchronous path and the cached one.
+struct Verification {
+    /// What the next round needs.
+    enum Step {
+        /// The decision is final.
+        case done(VerifiedDecision)
+        /// `url` (on the mirror with base URL `mirror`) must be checked.
+        case check(url: String, mirror: String)
+    }
+
+    let health: HealthView
+    let memberCount: Int
+    let settings: PresenceSettings
+    private var excluded: [UInt32] = []
+    private var checks: [PresenceCheck] = []
+    private var pending: (decision: Decision, location: String)?
+
+    init(health: HealthView, memberCount: Int, settings: PresenceSettings) {
+        self.health = health
+        self.memberCount = memberCount
+        self.settings = settings
+    }
+
+    /// Decides (again) and says what is needed next.
+    mutating func next(_ decide: (HealthView) -> (decision: Decision, location: String?, mirror: String)) -> Step {
+        let exhausted = checks.count >= Int(settings.maxChecks) || excluded.count > memberCount
+        let (decision, location, mirror) = health.excluding(excluded, memberCount: memberCount,
+                                                             skippingVerifyingRoutes: exhausted, decide)
+        guard decision.needsVerification, decision.action == .redirect, let location, decision.member >= 0, !exhausted else {
+            var verified = VerifiedDecision(decision: decision, location: location, checks: checks, excluded: excluded)
+            verified.exhausted = exhausted
+            return .done(verified)
+        }
+        pending = (decision, location)
+        return .check(url: location, mirror: mirror)
+    }
+
+    /// Takes the answer of the check ``next(_:)`` asked for: the final decision when the object is
+    /// there, else nil (the member is excluded and ``next(_:)`` decides again).
+    mutating func record(_ check: PresenceCheck) -> VerifiedDecision? {
+        checks.append(check)
+        guard let (decision, location) = pending else { return nil }
+        pending = nil
+        if check.result == .present {
+            return VerifiedDecision(decision: decision, location: location, checks: checks, excluded: excluded)
+        }
+        excluded.append(UInt32(bitPattern: decision.member))
+        return nil
+    }
+}
+
 extension PresenceChecker {
     /// Decides with `decide` (the backend's synchronous decision under a health view) and, as long
     /// as the decision's route needs verification, checks its `Location` and decides again without
@@ -50,23 +102,30 @@ extension PresenceChecker {
     ///   - decide: the decision under a view, its `Location`, and the chosen member's base URL.
     public func decide(health: HealthView, memberCount: Int, settings: PresenceSettings,
                        _ decide: (HealthView) -> (decision: Decision, location: String?, mirror: String)) async -> VerifiedDecision {
-        var excluded: [UInt32] = []
-        var checks: [PresenceCheck] = []
+        var rounds = Verification(health: health, memberCount: memberCount, settings: settings)
         while true {
-            let exhausted = checks.count >= Int(settings.maxChecks) || excluded.count > memberCount
-            let (decision, location, mirror) = health.excluding(excluded, memberCount: memberCount,
-                                                                 skippingVerifyingRoutes: exhausted, decide)
-            guard decision.needsVerification, decision.action == .redirect, let location, decision.member >= 0, !exhausted else {
-                var verified = VerifiedDecision(decision: decision, location: location, checks: checks, excluded: excluded)
-                verified.exhausted = exhausted
+            switch rounds.next(decide) {
+            case .done(let verified):
                 return verified
+            case .check(let url, let mirror):
+                if let verified = rounds.record(await check(url: url, mirror: mirror, settings: settings)) { return verified }
             }
-            let check = await self.check(url: location, mirror: mirror, settings: settings)
-            checks.append(check)
-            if check.result == .present {
-                return VerifiedDecision(decision: decision, location: location, checks: checks, excluded: excluded)
+        }
+    }
+
+    /// ``decide(health:memberCount:settings:_:)`` when every answer it needs is in the cache, without
+    /// suspending (a warm cache then costs no task); nil as soon as one is not.
+    public func decideFromCache(health: HealthView, memberCount: Int, settings: PresenceSettings,
+                                _ decide: (HealthView) -> (decision: Decision, location: String?, mirror: String)) -> VerifiedDecision? {
+        var rounds = Verification(health: health, memberCount: memberCount, settings: settings)
+        while true {
+            switch rounds.next(decide) {
+            case .done(let verified):
+                return verified
+            case .check(let url, _):
+                guard let check = cached(url: url, settings: settings) else { return nil }
+                if let verified = rounds.record(check) { return verified }
             }
-            excluded.append(UInt32(bitPattern: decision.member))
         }
     }
 }

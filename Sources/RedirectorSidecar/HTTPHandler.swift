@@ -346,6 +346,9 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         }
         let (decision, location) = translator.decide(request, snapshot: loaded.snapshot, health: serving.view, location: self.location)
         if decision.needsVerification {
+            if let verified = shared.verifyFromCache(request, serving: serving, location: self.location) {
+                return .now(shared.respond(to: verified, request: request, endpoint: endpoint, serving: serving, peer: peerText))
+            }
             let shared = self.shared, peerText = self.peerText
             let promise = eventLoop.makePromise(of: SidecarResponse.self)
             promise.completeWithTask {
@@ -423,15 +426,29 @@ extension SidecarContext {
     /// Decides `request` with presence checks: the decision of a `verify` route made good.
     func verify(_ request: CheckRequest, serving: ServingState) async -> VerifiedDecision {
         let snapshot = serving.loaded.snapshot
-        let translator = self.translator
-        let verified = await presence.decide(health: serving.view, memberCount: snapshot.policy.memberCount,
-                                             settings: snapshot.policy.presence) { view in
+        return await presence.decide(health: serving.view, memberCount: snapshot.policy.memberCount,
+                                     settings: snapshot.policy.presence) { view in
             let location = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
             defer { location.deallocate() }
-            let (decision, url) = translator.decide(request, snapshot: snapshot, health: view, location: location)
-            return (decision, url, snapshot.strings.string(decision.target))
+            return decide(request, snapshot: snapshot, health: view, location: location)
         }
-        return verified
+    }
+
+    /// ``verify(_:serving:)`` when the presence cache holds every answer it needs: on the event
+    /// loop, with its `location` buffer, without a task. nil when a check must be sent.
+    func verifyFromCache(_ request: CheckRequest, serving: ServingState, location: UnsafeMutableRawBufferPointer) -> VerifiedDecision? {
+        let snapshot = serving.loaded.snapshot
+        return presence.decideFromCache(health: serving.view, memberCount: snapshot.policy.memberCount,
+                                        settings: snapshot.policy.presence) { view in
+            decide(request, snapshot: snapshot, health: view, location: location)
+        }
+    }
+
+    /// One decision of `request` under `health`, with the chosen member's base URL.
+    private func decide(_ request: CheckRequest, snapshot: Snapshot, health: HealthView,
+                        location: UnsafeMutableRawBufferPointer) -> (decision: Decision, location: String?, mirror: String) {
+        let (decision, url) = translator.decide(request, snapshot: snapshot, health: health, location: location)
+        return (decision, url, snapshot.strings.string(decision.target))
     }
 
     /// The answer of `endpoint` to a decision, counted, explained when configured and logged.
