@@ -978,6 +978,33 @@ ngx_http_redirector_variable(ngx_http_request_t *r,
 
     d = &ctx->decision;
 
+    /*
+     * A redirect that waits for its presence check is not one yet: until the
+     * access handler has checked it, the variables that would hand it out
+     * say "pass" or nothing (and are evaluated again later).
+     */
+
+    if (d->action == RDR_REDIRECT && d->verify && !ctx->verified
+        && (data == NGX_HTTP_REDIRECTOR_VAR_ACTION
+            || data == NGX_HTTP_REDIRECTOR_VAR_STATUS
+            || data == NGX_HTTP_REDIRECTOR_VAR_TARGET
+            || data == NGX_HTTP_REDIRECTOR_VAR_MEMBER))
+    {
+        if (data == NGX_HTTP_REDIRECTOR_VAR_ACTION) {
+            v->len = ngx_http_redirector_actions[RDR_PASS].len;
+            v->data = ngx_http_redirector_actions[RDR_PASS].data;
+            v->valid = 1;
+            v->not_found = 0;
+
+        } else {
+            v->not_found = 1;
+        }
+
+        v->no_cacheable = 1;
+
+        return NGX_OK;
+    }
+
     switch (data) {
 
     case NGX_HTTP_REDIRECTOR_VAR_CHECK_URL:

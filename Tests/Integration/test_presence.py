@@ -369,7 +369,9 @@ def nginx_backend(network: Network, kind: str) -> tuple[Nginx, Process]:
     probe = start_probe(network.work, network.snapshot, state)
     prefix = make_prefix(network.work)
     port = free_port()
-    values = {"SNAPSHOT": network.snapshot, "HEALTH_STATE": state, "PORT": port, "CACHE": worker_directory(network, kind)}
+    # The buckets here are loopback addresses, which need no resolver: any address will do.
+    values = {"SNAPSHOT": network.snapshot, "HEALTH_STATE": state, "PORT": port, "CACHE": worker_directory(network, kind),
+              "RESOLVER": "127.0.0.53"}
     if kind == "module":
         values["MODULE_DIR"] = paths.MODULE_DIR
     else:
@@ -408,6 +410,38 @@ http {{
     tested = Nginx(prefix, conf).test_config()
     assert tested.returncode != 0
     assert 'route "blob-bucket"' in tested.stderr and "redirector_presence_check" in tested.stderr, tested.stderr
+
+
+def test_nginx_variables_hand_out_no_unchecked_redirect(network, tmp_path):
+    """Evaluated before the access handler checked (here: without `redirector on`), the variables
+    of a verifying redirect say pass and name no target."""
+    prefix = make_prefix(tmp_path)
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""
+load_module {paths.MODULE_DIR}/ngx_http_redirector_module.so;
+error_log logs/error.log notice;
+pid logs/nginx.pid;
+events {{}}
+http {{
+    redirector_snapshot {network.snapshot};
+    set_real_ip_from 127.0.0.0/8;
+    real_ip_header X-Forwarded-For;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "[$redirector_action] [$redirector_target] [$redirector_member] [$redirector_route]"; }}
+    }}
+}}
+""")
+    server = Nginx(prefix, conf, port=port).start()
+    try:
+        digest = sorted(network.contents["eu"])[0]
+        answer = request(port, "GET", f"/v2/pause/blobs/{digest}", client=network.addresses["eu"])
+        assert answer.body.decode() == "[pass] [] [] [blob-bucket]", answer.body
+        manifest = request(port, "GET", "/v2/pause/manifests/3.9", client=network.addresses["eu"])
+        assert manifest.body.decode().startswith(f"[redirect] [{registry_url(network.registry)}/v2/"), manifest.body
+    finally:
+        server.stop()
 
 
 def test_lua_refuses_a_verifying_snapshot_without_a_check_location(network):
@@ -555,7 +589,7 @@ trustedProxies: [127.0.0.0/8]
         backend = Nginx(prefix, render(prefix / "template.conf", prefix / "nginx.conf",
                                        {"MODULE_DIR": paths.MODULE_DIR, "SNAPSHOT": snapshot, "PORT": port,
                                         "CACHE": worker_directory(network, "bad"),
-                                        "HEALTH_STATE": tmp_path / "unprobed.state"}),
+                                        "HEALTH_STATE": tmp_path / "unprobed.state", "RESOLVER": "127.0.0.53"}),
                        port=port).start()
     try:
         digest = sorted(network.contents["cdn"])[0]

@@ -506,7 +506,8 @@ end
 --- asn = number|nil, headers = { {name, value}, ... }|nil (read-only, shared),
 --- pool (pool name)|nil, member (the chosen member's URL)|nil, step ("primary",
 --- "nearest-region", ..., "pass")|nil, skipped ("url(pool):reason ..." , computed when read)|nil,
---- verify (true: the redirect needs a presence check, see decide_verified)|nil, slot (the
+--- verify (true: the redirect needs a presence check, see decide_verified; respond() passes
+--- such a decision unless decide_verified found the object: verified = true)|nil, slot (the
 --- member's slot)|nil }, or nil and a message. `missing`: slots to skip (failed checks);
 --- `exhausted`: skip the routes that verify (the request is out of checks).
 function mt:decide(client, method, host, path, headers, missing, exhausted)
@@ -617,6 +618,7 @@ function mt:decide_verified(client, method, host, path, headers, check)
         if status >= 200 and status < 300 then
             checks[#checks + 1] = d.location .. "(present)"
             d.checks = table.concat(checks, " ")
+            d.verified = true
             return d
         end
         local absent = status == 404 or status == 403 or status == 410
@@ -839,6 +841,12 @@ function mt:respond(d)
 
     local status = d.status
     if d.action == "redirect" then
+        if d.verify and not d.verified then
+            -- a decide() of a verifying route: never a redirect that was not checked
+            ngx.log(ngx.ERR, "redirector: route ", tostring(d.route),
+                    " verifies presence: decide with decide_verified(), passing request")
+            return
+        end
         if not REDIRECT_STATUS[status] or not d.location then
             ngx.log(ngx.ERR, "redirector: invalid redirect status ", status, ", passing request")
             return
