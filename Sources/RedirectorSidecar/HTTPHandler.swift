@@ -130,14 +130,17 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, !awaitingEnd {
+        // Busy: a request is being read, or answers wait for presence checks.
+        let busy = awaitingEnd || writes != nil
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, !busy {
             context.close(promise: nil)
             return
         }
         if event is ChannelShouldQuiesceEvent {
-            // Shutdown: an idle connection closes now, a busy one after its answer.
+            // Shutdown: an idle connection closes now, a busy one after its last answer (which says
+            // "connection: close").
             quiescing = true
-            if !awaitingEnd { context.close(promise: nil) }
+            if !busy { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -153,17 +156,24 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
         case is ByteToMessageDecoderError.PayloadTooLargeError: 431
         default: nil
         }
-        if let status, !awaitingEnd, !closing {
-            var buffer = context.channel.allocator.buffer(capacity: 96)
-            Self.writeHead(status: status, version: .http1_1, headers: [("connection", "close")], bodyLength: 0, into: &buffer)
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
-        } else {
-            context.close(promise: nil)
+        defer {
+            awaitingEnd = false
+            pending = nil
+            later = nil
         }
-        closing = true
-        awaitingEnd = false
-        pending = nil
+        guard let status, !awaitingEnd, !closing else {
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        let answer = Pending(status: status, headers: [], body: [], version: .http1_1, isHead: false, keepAlive: false,
+                             started: 0, timed: false)
+        if writes != nil {
+            // After the answers still waiting for their checks, in order.
+            enqueue(context.eventLoop.makeSucceededFuture(answer), context: context)
+        } else {
+            write(answer, context: context)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -216,7 +226,8 @@ final class SidecarHTTPHandler: ChannelInboundHandler {
     }
 
     private func write(_ response: Pending, context: ChannelHandlerContext) {
-        guard isActive else { return }
+        // Nothing after a "connection: close" answer (answers queued behind one are dropped).
+        guard isActive, !closing else { return }
         let keepAlive = response.keepAlive && !quiescing
         var connection: (name: String, value: String)?
         if !keepAlive {
