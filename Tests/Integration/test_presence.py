@@ -548,7 +548,7 @@ class BadMirror:
         self.socket.close()
 
 
-@pytest.mark.parametrize("kind", ["standalone", "module"])
+@pytest.mark.parametrize("kind", ["standalone", "module", "lua"])
 @pytest.mark.parametrize("behaviour", ["slow", "reset", "garbage", "redirect"])
 def test_a_bad_bucket_ends_in_a_redirect_to_the_next_within_the_timeout(network, tmp_path, kind, behaviour):
     bad = BadMirror(behaviour)
@@ -582,13 +582,13 @@ trustedProxies: [127.0.0.0/8]
     else:
         prefix = make_prefix(tmp_path)
         port = free_port()
-        conf = (EXAMPLE / "nginx.conf").read_text()
+        conf = (EXAMPLE / ("nginx.conf" if kind == "module" else "openresty.conf")).read_text()
         conf = conf.replace("proxy_connect_timeout 5s", "proxy_connect_timeout 1s")
         conf = conf.replace("proxy_send_timeout 5s", "proxy_send_timeout 1s").replace("proxy_read_timeout 5s", "proxy_read_timeout 1s")
         (prefix / "template.conf").write_text(conf)
         backend = Nginx(prefix, render(prefix / "template.conf", prefix / "nginx.conf",
-                                       {"MODULE_DIR": paths.MODULE_DIR, "SNAPSHOT": snapshot, "PORT": port,
-                                        "CACHE": worker_directory(network, "bad"),
+                                       {"MODULE_DIR": paths.MODULE_DIR, "LUA_DIR": paths.LUA_DIR, "LIBRARY": paths.LIBRARY,
+                                        "SNAPSHOT": snapshot, "PORT": port, "CACHE": worker_directory(network, f"bad-{kind}"),
                                         "HEALTH_STATE": tmp_path / "unprobed.state", "RESOLVER": "127.0.0.53"}),
                        port=port).start()
     try:

@@ -27,6 +27,11 @@
 --
 --   rdr = assert(redirector.new(path, { presence_check = "/_redirector_presence" }))
 --
+-- and give that location the binding's header filter, which hands the mirror's own status to the
+-- check (nginx reads an answer that is not HTTP as HTTP/0.9 and reports it to the capture as 200):
+--
+--   header_filter_by_lua_block { require("resty.redirector").check_header_filter() }
+--
 -- Memory: buffers are allocated once per object (new() runs in init_by_lua*, so every
 -- worker gets its own copy on fork); a decision allocates no C memory. Strings the
 -- library returns point into the open table and are copied into Lua strings.
@@ -587,13 +592,36 @@ function mt:decide(client, method, host, path, headers, missing, exhausted)
     return setmetatable(res, result_mt)
 end
 
+-- The header check_header_filter() puts on the presence_check location's answers.
+local CHECK_STATUS_HEADER = "X-Redirector-Check-Status"
+
+--- The header filter of the presence_check location (header_filter_by_lua_block): records the
+--- status the mirror answered with, 0 for an answer that was not HTTP (ngx.status is 9 for
+--- what nginx took as HTTP/0.9, which ngx.location.capture would report as 200).
+function _M.check_header_filter()
+    local status = ngx.status or 0
+    ngx.header[CHECK_STATUS_HEADER] = tostring(status >= 100 and status or 0)
+end
+
 --- The presence check inside nginx: a HEAD subrequest to the presence_check location, which
---- proxies to ngx.ctx.redirector_check_url. Returns the status (0 when there was none).
+--- proxies to ngx.ctx.redirector_check_url. Returns the mirror's status as check_header_filter()
+--- recorded it; 0 (unknown) when there was none, or when the location lacks that filter (logged:
+--- the capture's own status cannot tell a 200 from an answer that is not HTTP).
 function mt:_capture_check(url)
     local ngx = ngx
     local res = ngx.location.capture(self.presence_check,
                                      { method = ngx.HTTP_HEAD, ctx = { redirector_check_url = url } })
-    return res and res.status or 0
+    if not res then
+        return 0
+    end
+    local status = res.header[CHECK_STATUS_HEADER]
+    if not status then
+        ngx.log(ngx.ERR, "redirector: the presence_check location ", self.presence_check, " lacks ",
+                'header_filter_by_lua_block { require("resty.redirector").check_header_filter() }: ',
+                "its answer counts as unknown")
+        return 0
+    end
+    return tonumber(status) or 0
 end
 
 --- decide(), then, while the decision is a redirect of a `verify` route, a presence check of
