@@ -11,10 +11,13 @@ import RedirectorCore
 /// `id=`, `peer=` (TCP peer), `client=` (an already-resolved client: skips resolution), `method=`,
 /// `target=`, `xff=` (repeatable, one per X-Forwarded-For header), `realip=`, `envoy=`
 /// (x-envoy-external-address), `header=<hex name>:<hex value>` (repeatable: the request headers route
-/// conditions read). Answers: `id= action= status= location= provider= region= prefix= asn= route= target=
-/// client= pool= step= member= skipped= ns= [header=]…` with text values hex-encoded (`step` is the step's name,
-/// `-` for none; `member` the chosen member's slot, -1 for none; `skipped` the members passed over, `url(pool):reason`
-/// separated by spaces); `ns` is the time of `decide` alone.
+/// conditions read), and for the presence-check rounds the harness runs as host `missing=<hex "slot,slot">` (members
+/// found without the object, excluded as ``HealthView/excluding(_:memberCount:skippingVerifyingRoutes:_:)`` does) and
+/// `exhausted=<hex "1">` (out of checks: routes that verify are skipped). Answers: `id= action= status= location=
+/// provider= region= prefix= asn= route= target= client= pool= step= member= verify= skipped= ns= [header=]…` with text
+/// values hex-encoded (`step` is the step's name, `-` for none; `member` the chosen member's slot, -1 for none; `verify`
+/// 1 when the redirect needs its presence check; `skipped` the members passed over, `url(pool):reason` separated by
+/// spaces); `ns` is the time of `decide` alone.
 /// `bench N` decides every request received so far N times and answers `bench count= ns=`.
 /// `health file=<hex path>` loads a health state file (``HealthState/decode(_:fingerprint:memberCount:now:)``) that
 /// later decisions use, answering `health state=loaded down=N members=N`, or `health state=refused kind= reason=<hex>`
@@ -44,6 +47,10 @@ struct ConformanceDriver: ParsableCommand {
         var headers: [([UInt8], [UInt8])] = []
         /// `headers` as ``RequestHeader``s (built once, before the first decision).
         var block: HeaderBlock?
+        /// Members on which the harness's presence checks did not find the object.
+        var missing: [UInt32] = []
+        /// Whether the request is out of presence checks.
+        var exhausted = false
     }
 
     /// Request headers as ``RequestHeader``s over memory this object owns (so that requests can be
@@ -131,45 +138,54 @@ struct ConformanceDriver: ParsableCommand {
             }
             if !request.headers.isEmpty { request.block = HeaderBlock(request.headers) }
             let client = Self.resolve(request, resolver: resolver)
-            let start = Self.now()
-            var decision = Self.decide(table, client, request, view, location)
-            let elapsed = Self.now() &- start
             received.append((client, request))
-            var locationBytes: [UInt8] = []
-            if decision.action == .redirect {
-                if decision.locationLength > location.count {
-                    // Longer than the scratch buffer: decide again into a buffer of the size needed.
-                    let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: decision.locationLength, alignment: 8)
-                    defer { larger.deallocate() }
-                    decision = Self.decide(table, client, request, view, larger)
-                    locationBytes = Array(larger[..<min(decision.locationLength, larger.count)])
-                } else {
-                    locationBytes = Array(location[..<decision.locationLength])
-                }
+            view.excluding(request.missing, memberCount: table.policy.memberCount, skippingVerifyingRoutes: request.exhausted) {
+                Self.answer(table, client, request, $0, location)
             }
-            var fields = ["id=\(request.id)", "action=\(decision.action.name)", "status=\(decision.status)"]
-            fields.append("location=" + LineProtocol.hex(locationBytes))
-            fields.append("provider=" + LineProtocol.hex(table.providerName(decision.attributes.provider)))
-            fields.append("region=" + LineProtocol.hex(table.strings.string(decision.attributes.region)))
-            fields.append("prefix=" + LineProtocol.hex(table.matchedPrefix(of: decision, client: client).map { "\($0)" } ?? ""))
-            fields.append("asn=\(decision.attributes.asn)")
-            let routes = table.policy.routes
-            let route = decision.route >= 0 && Int(decision.route) < routes.count ? routes[Int(decision.route)] : nil
-            fields.append("route=" + LineProtocol.hex(route.map { table.strings.string($0.name) } ?? ""))
-            fields.append("target=" + LineProtocol.hex(table.strings.string(decision.target)))
-            fields.append("client=" + LineProtocol.hex(client.map { "\($0)" } ?? ""))
-            fields.append("pool=" + LineProtocol.hex(table.poolName(decision.pool)))
-            fields.append("step=\(decision.step.name)")
-            fields.append("member=\(decision.member)")
-            fields.append("skipped=" + LineProtocol.hex(Self.skipped(table, client, request, view, location).joined(separator: " ")))
-            fields.append("ns=\(elapsed)")
-            if decision.action == .respond, let route, case .respond(_, let headers) = route.action {
-                for header in headers {
-                    fields.append("header=" + LineProtocol.hex("\(table.strings.string(header.name)): \(table.strings.string(header.value))"))
-                }
-            }
-            LineProtocol.emit(fields.joined(separator: " "))
         }
+    }
+
+    /// Decides one request under `view` and writes its answer line.
+    static func answer(_ table: Snapshot, _ client: IPAddress?, _ request: Request, _ view: HealthView,
+                       _ location: UnsafeMutableRawBufferPointer) {
+        let start = Self.now()
+        var decision = Self.decide(table, client, request, view, location)
+        let elapsed = Self.now() &- start
+        var locationBytes: [UInt8] = []
+        if decision.action == .redirect {
+            if decision.locationLength > location.count {
+                // Longer than the scratch buffer: decide again into a buffer of the size needed.
+                let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: decision.locationLength, alignment: 8)
+                defer { larger.deallocate() }
+                decision = Self.decide(table, client, request, view, larger)
+                locationBytes = Array(larger[..<min(decision.locationLength, larger.count)])
+            } else {
+                locationBytes = Array(location[..<decision.locationLength])
+            }
+        }
+        var fields = ["id=\(request.id)", "action=\(decision.action.name)", "status=\(decision.status)"]
+        fields.append("location=" + LineProtocol.hex(locationBytes))
+        fields.append("provider=" + LineProtocol.hex(table.providerName(decision.attributes.provider)))
+        fields.append("region=" + LineProtocol.hex(table.strings.string(decision.attributes.region)))
+        fields.append("prefix=" + LineProtocol.hex(table.matchedPrefix(of: decision, client: client).map { "\($0)" } ?? ""))
+        fields.append("asn=\(decision.attributes.asn)")
+        let routes = table.policy.routes
+        let route = decision.route >= 0 && Int(decision.route) < routes.count ? routes[Int(decision.route)] : nil
+        fields.append("route=" + LineProtocol.hex(route.map { table.strings.string($0.name) } ?? ""))
+        fields.append("target=" + LineProtocol.hex(table.strings.string(decision.target)))
+        fields.append("client=" + LineProtocol.hex(client.map { "\($0)" } ?? ""))
+        fields.append("pool=" + LineProtocol.hex(table.poolName(decision.pool)))
+        fields.append("step=\(decision.step.name)")
+        fields.append("member=\(decision.member)")
+        fields.append("verify=\(decision.needsVerification ? 1 : 0)")
+        fields.append("skipped=" + LineProtocol.hex(Self.skipped(table, client, request, view, location).joined(separator: " ")))
+        fields.append("ns=\(elapsed)")
+        if decision.action == .respond, let route, case .respond(_, let headers) = route.action {
+            for header in headers {
+                fields.append("header=" + LineProtocol.hex("\(table.strings.string(header.name)): \(table.strings.string(header.value))"))
+            }
+        }
+        LineProtocol.emit(fields.joined(separator: " "))
     }
 
     /// Decides with the raw request bytes, headers and health (the allocation-free hot path).

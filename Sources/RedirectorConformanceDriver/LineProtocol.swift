@@ -31,6 +31,11 @@ enum LineProtocol {
             case "xff": request.forwardedFor.append(String(decoding: bytes, as: UTF8.self))
             case "realip": realIP = String(decoding: bytes, as: UTF8.self)
             case "envoy": envoy = String(decoding: bytes, as: UTF8.self)
+            case "missing":
+                let slots = String(decoding: bytes, as: UTF8.self).split(separator: ",").map { UInt32($0) }
+                guard !slots.contains(nil) else { return nil }
+                request.missing = slots.compactMap { $0 }
+            case "exhausted": request.exhausted = bytes == Array("1".utf8)
             default: return nil
             }
         }

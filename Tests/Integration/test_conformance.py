@@ -52,11 +52,12 @@ def test_every_suite_case_passes(suite_results, backend):
     assert_backend_passes(suite_results(backend), backend)
 
 
-def cli_decide(snapshot, client: bytes, method: bytes, target: bytes, headers=(), health=None):
-    """`redirector decide --json` (with `--header` for each of `headers` and `--health FILE`):
-    (the decision, or None when the CLI refused the arguments; its standard error)."""
+def cli_decide(snapshot, client: bytes, method: bytes, target: bytes, headers=(), health=None, verify=False):
+    """`redirector decide --json` (with `--header` for each of `headers`, `--health FILE`, and
+    `--verify` to make the presence checks): (the decision, or None when the CLI refused the
+    arguments; its standard error)."""
     args = [str(paths.CLI), "decide", "--snapshot", str(snapshot), "--client", client.decode("latin-1"),
-            "--method", method.decode("latin-1"), "--json"]
+            "--method", method.decode("latin-1"), "--json"] + (["--verify"] if verify else [])
     for name, value in headers:
         args += ["--header", f"{name.decode('latin-1')}: {value.decode('latin-1')}"]
     if health is not None:
@@ -73,10 +74,11 @@ def cli_decide(snapshot, client: bytes, method: bytes, target: bytes, headers=()
 def test_cli_decide_answers_every_suite_case(cli, suites, compiled_suites, tmp_path):
     """`redirector decide --json` gives each case that names its client (and fits in arguments) the
     decision the suite expects, explanations included — with `--header` for the headers routes
-    look at, and `--health` for the health state the case names (an unusable file is said on
-    standard error and decides as all up)."""
+    look at, `--health` for the health state the case names (an unusable file is said on
+    standard error and decides as all up), and `--verify` for suites with mirrors, whose HEADs
+    must reach the mirrors the case names."""
     snapshots, _ = compiled_suites
-    problems, checked, with_health = [], 0, 0
+    problems, checked, with_health, verified = [], 0, 0, 0
     for suite in suites:
         files = HealthFiles(suite.compiled_config()) if suite.has_health else None
         route_headers = any(route.get("headers") for route in suite.config.get("routes") or [])
@@ -91,8 +93,16 @@ def test_cli_decide_answers_every_suite_case(cli, suites, compiled_suites, tmp_p
                 health = tmp_path / f"{suite.name}.health"
                 write_health(health, files.prepare(case.health))
                 with_health += 1
-            decision, stderr = cli_decide(snapshots[suite.name], r.client, r.method, r.target, headers, health)
+            if suite.mirrors:
+                suite.mirrors.take_heads()
+            decision, stderr = cli_decide(snapshots[suite.name], r.client, r.method, r.target, headers, health,
+                                          verify=suite.mirrors is not None)
             checked += 1
+            if suite.mirrors and case.checked is not None:
+                heads = [mirror for mirror, _ in suite.mirrors.take_heads()]
+                verified += bool(heads)
+                if tuple(heads) != case.checked:
+                    problems.append(f"{case.id}: decide --verify sent HEADs to {heads}, want {list(case.checked)}")
             if decision is None:
                 problems.append(f"{case.id}: redirector decide refused the request: {stderr[-300:]}")
                 continue
@@ -109,6 +119,7 @@ def test_cli_decide_answers_every_suite_case(cli, suites, compiled_suites, tmp_p
             problems += [f"{case.id}: {p}" for p in verdict.problems]
     assert checked >= 220, checked
     assert with_health >= 40, with_health
+    assert verified >= 10, verified
     assert not problems, "\n".join(problems)
 
 

@@ -13,7 +13,7 @@ from testkit import paths
 from testkit.snapshots import compile_snapshot
 
 from .backends import BACKENDS, Backend, Context, Throughput
-from .check import Observation, judge
+from .check import Observation, Verdict, judge
 from .health import HealthFiles, HealthNotTaken, write as write_health
 from .suite import Case, HealthSpec, Suite
 
@@ -103,6 +103,17 @@ def health_groups(cases: list[Case]) -> list[tuple[HealthSpec | None, list[Case]
     for c in cases:
         groups.setdefault(c.health, []).append(c)
     return list(groups.items())
+
+
+def checked_verdict(verdict: Verdict, want: tuple[str, ...], heads: list[tuple[str, str]]) -> Verdict:
+    """`verdict`, failed when the mirrors that received HEADs during the case (in order) are not
+    the ones the case names."""
+    seen = tuple(mirror for mirror, _ in heads)
+    if seen == want:
+        return verdict
+    problem = (f"HEADs at {', '.join(f'{m} {p}' for m, p in heads) or 'no mirror'}, "
+               f"want at {', '.join(want) or 'no mirror'}")
+    return Verdict(False, verdict.problems + [problem], verdict.matched)
 
 
 def make_backend(name: str, settings: dict) -> Backend:
@@ -221,8 +232,12 @@ def run_suites(suites: list[Suite], names: list[str], workdir: Path, settings: d
                             continue
                     for c in group:
                         primary, alternatives, because = c.expectations_for(backend.traits)
+                        if s.mirrors:
+                            s.mirrors.take_heads()
                         obs = backend.send(c.request)
                         verdict = judge(obs, backend.profile, backend.options, primary, alternatives, because)
+                        if s.mirrors and c.checked is not None:
+                            verdict = checked_verdict(verdict, c.checked, s.mirrors.take_heads())
                         cr = CaseResult(c, name, "pass" if verdict.ok else "fail", "; ".join(verdict.problems),
                                         primary.describe(), obs.describe(), verdict.matched, obs.seconds, obs)
                         result.results[(c.id, name)] = cr

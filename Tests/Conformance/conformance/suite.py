@@ -11,6 +11,8 @@ import yaml
 
 from testkit.snapshots import absolutize
 
+from .presence import ContentsError, Mirrors
+
 HERE = Path(__file__).resolve().parent
 CONFORMANCE_DIR = HERE.parent
 REPO = CONFORMANCE_DIR.parents[1]
@@ -280,15 +282,24 @@ class Case:
     tags: tuple[str, ...] = ()
     note: str = ""
     health: HealthSpec | None = None   # None: the suite does not manage health (no case names a state)
+    # Suites with mirrors: what the mirrors hold of the case's objects ({mirror: {path: answer}}),
+    # and the mirrors that must receive its HEADs, in order (None: not checked).
+    contents: dict[str, dict[str, str]] = field(default_factory=dict)
+    checked: tuple[str, ...] | None = None
 
     @property
     def id(self) -> str:
         return f"{self.suite}/{self.name}"
 
     def describe_request(self) -> str:
-        """The request, and the health state it is decided with when the case names one."""
+        """The request, the health state it is decided with when the case names one, and what
+        the mirrors hold of its objects."""
         text = self.request.describe()
-        return text + (f" [health: {self.health.describe()}]" if self.health is not None else "")
+        if self.health is not None:
+            text += f" [health: {self.health.describe()}]"
+        for mirror, answers in self.contents.items():
+            text += f" [{mirror}: {', '.join(f'{path} {answer}' for path, answer in answers.items())}]"
+        return text
 
     def expectations_for(self, traits: frozenset[str]) -> tuple[Expect, list[Alternative], str]:
         """The expected outcome for a backend with `traits`, the other acceptable outcomes, and
@@ -336,6 +347,8 @@ class Suite:
     # The trusted peer that delivers `client` in X-Forwarded-For. Not 127.0.0.1: a proxy's own hop to
     # the sidecar comes from there, and Envoy replaces a 127.0.0.1 peer by the host's interface address.
     peer: str = "127.0.0.5"
+    # The loopback mirrors the routes' presence checks reach (conformance.presence), when named.
+    mirrors: Mirrors | None = None
 
     @property
     def has_health(self) -> bool:
@@ -367,12 +380,22 @@ class Suite:
 def load_suite(path: Path) -> Suite:
     path = Path(path).resolve()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: {e}") from e
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a mapping")
-    known = {"suite", "description", "config", "asnTable", "trust", "files", "defaults", "cases", "peer", "health", "presence"}
+    mirrors = None
+    if "mirrors" in data:
+        # Loopback mirrors: their base URLs replace @MIRROR:NAME@ everywhere in the suite.
+        try:
+            mirrors = Mirrors([str(n) for n in data["mirrors"] or []])
+            data = yaml.safe_load(mirrors.substitute(text))
+        except ContentsError as e:
+            raise SuiteError(f"{path}: mirrors: {e}") from e
+    known = {"suite", "description", "config", "asnTable", "trust", "files", "defaults", "cases", "peer", "health",
+             "presence", "mirrors"}
     unknown = set(data) - known
     if unknown:
         raise SuiteError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -403,6 +426,11 @@ def load_suite(path: Path) -> Suite:
         for route in config.get("routes") or []:
             if isinstance(route.get("redirect"), dict):
                 route["redirect"].pop("verify", None)
+    verifying = [r.get("name", "?") for r in config.get("routes") or []
+                 if isinstance(r.get("redirect"), dict) and r["redirect"].get("verify")]
+    if verifying and mirrors is None:
+        raise SuiteError(f"{path}: routes {verifying} verify presence: name the suite's loopback mirrors "
+                         "(`mirrors`), or say `presence: assume-present`, so that no check leaves loopback")
     if "trust" in data:
         # The suite's trusted proxies replace the config's (a config given by path may have none).
         config["trustedProxies"] = [str(p) for p in (data["trust"] or [])]
@@ -416,7 +444,8 @@ def load_suite(path: Path) -> Suite:
         if not isinstance(item, dict) or "name" not in item:
             raise SuiteError(f"{where}: a case needs a name")
         where = f"{path.name}: case '{item['name']}'"
-        unknown = set(item) - {"name", "request", "expect", "variants", "accept", "requires", "tags", "note", "health"}
+        unknown = set(item) - {"name", "request", "expect", "variants", "accept", "requires", "tags", "note", "health",
+                               "contents", "checked"}
         if unknown:
             raise SuiteError(f"{where}: unknown keys {sorted(unknown)}")
         if item["name"] in seen:
@@ -425,6 +454,15 @@ def load_suite(path: Path) -> Suite:
         if "expect" not in item:
             raise SuiteError(f"{where}: expect is required")
         requires = item.get("requires") or []
+        if ("contents" in item or "checked" in item) and mirrors is None:
+            raise SuiteError(f"{where}: contents and checked need the suite's `mirrors`")
+        try:
+            contents = mirrors.declare(item["contents"], where) if "contents" in item else {}
+        except ContentsError as e:
+            raise SuiteError(str(e)) from e
+        checked = item.get("checked")
+        if checked is not None and (not isinstance(checked, list) or not set(map(str, checked)) <= set(mirrors.ports)):
+            raise SuiteError(f"{where}: checked must list mirrors of the suite ({sorted(mirrors.ports)}), not {checked!r}")
         cases.append(Case(
             suite=name, name=str(item["name"]),
             request=parse_request(item.get("request"), defaults, where + ".request"),
@@ -433,7 +471,8 @@ def load_suite(path: Path) -> Suite:
             accept=_alternatives(item.get("accept"), where, "accept"),
             requires=frozenset([requires] if isinstance(requires, str) else requires),
             tags=tuple(item.get("tags") or ()), note=str(item.get("note", "")),
-            health=parse_health(item["health"], where + ".health", members) if "health" in item else default_health))
+            health=parse_health(item["health"], where + ".health", members) if "health" in item else default_health,
+            contents=contents, checked=tuple(map(str, checked)) if checked is not None else None))
     if not cases:
         raise SuiteError(f"{path}: no cases")
     if any(c.health is not None for c in cases):
@@ -443,7 +482,8 @@ def load_suite(path: Path) -> Suite:
         from .health import check_layout
         check_layout(config, f"{path.name}: config")
     return Suite(name=name, path=path, description=str(data.get("description", "")).strip(), config=config,
-                 config_source=config_source, files=files, cases=cases, peer=str(data.get("peer", "127.0.0.5")))
+                 config_source=config_source, files=files, cases=cases, peer=str(data.get("peer", "127.0.0.5")),
+                 mirrors=mirrors)
 
 
 def discover(paths: list[Path] | None = None) -> list[Suite]:

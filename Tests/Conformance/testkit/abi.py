@@ -82,9 +82,10 @@ class Presence(ctypes.Structure):
 
 def request(client: bytes | None, method: bytes | None, path: bytes | None, host: bytes | None = b"mirror.test",
             headers: list[tuple[bytes, bytes]] | None = None, health: "Health | None" = None,
-            missing: list[int] | None = None) -> Request:
+            missing: list[int] | None = None, exhausted: bool = False) -> Request:
     """An rdr_request over Python bytes (which must outlive the call; the header and missing
-    arrays are kept on the request as `_headers` and `_missing`)."""
+    arrays are kept on the request as `_headers` and `_missing`); `exhausted` sets
+    checks_exhausted."""
     req = Request(client, len(client or b""), method, len(method or b""), host, len(host or b""),
                   path, len(path or b""))
     if headers:
@@ -95,6 +96,7 @@ def request(client: bytes | None, method: bytes | None, path: bytes | None, host
     if missing:
         slots = (ctypes.c_uint32 * len(missing))(*missing)
         req.missing, req.missing_count, req._missing = slots, len(missing), slots
+    req.checks_exhausted = 1 if exhausted else 0
     return req
 
 
@@ -180,10 +182,11 @@ class Table:
 
     def decide(self, client: bytes, method: bytes, path: bytes, host: bytes = b"mirror.test",
                buffer: int = 256, headers: list[tuple[bytes, bytes]] | None = None,
-               health: "Health | None" = None) -> Decided:
+               health: "Health | None" = None, missing: list[int] | None = None, exhausted: bool = False) -> Decided:
         """rdr_decide into a `buffer`-byte Location buffer, retried with the size it asks for
-        when that is too small (RDR_ENOSPC); `headers` and `health` go into the request."""
-        req, out = request(client, method, path, host, headers, health), Decision()
+        when that is too small (RDR_ENOSPC); `headers`, `health`, `missing` and `exhausted` go
+        into the request."""
+        req, out = request(client, method, path, host, headers, health, missing, exhausted), Decision()
         buf = ctypes.create_string_buffer(buffer)
         start = time.perf_counter_ns()
         rc = self.c.rdr_decide(self.handle, ctypes.byref(req), ctypes.byref(out), buf, buffer)
@@ -234,9 +237,9 @@ class Table:
 
     def format_skipped(self, client: bytes, method: bytes, path: bytes, host: bytes = b"mirror.test",
                        headers: list[tuple[bytes, bytes]] | None = None, health: "Health | None" = None,
-                       buffer: int = 1024) -> tuple[int, str]:
+                       buffer: int = 1024, missing: list[int] | None = None, exhausted: bool = False) -> tuple[int, str]:
         """rdr_format_skipped: (return code, text)."""
-        req = request(client, method, path, host, headers, health)
+        req = request(client, method, path, host, headers, health, missing, exhausted)
         text = ctypes.create_string_buffer(buffer)
         rc = self.c.rdr_format_skipped(self.handle, ctypes.byref(req), text, buffer)
         return rc, text.value.decode(errors="replace")

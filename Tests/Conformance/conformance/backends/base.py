@@ -122,7 +122,8 @@ def source_of(request: Request, suite: Suite) -> str:
 
 def parse_explain(text: str | None) -> dict[str, str] | None:
     """`key=value key=value …` (sidecar X-Redirector-Explain, our nginx debug header) → dict.
-    `skipped` may come once with the members separated by spaces or once per member."""
+    `skipped` and `check` (a presence check) may come once with their items separated by spaces
+    or once per item."""
     if text is None:
         return None
     out: dict[str, str] = {}
@@ -130,12 +131,12 @@ def parse_explain(text: str | None) -> dict[str, str] | None:
     for token in text.split(" "):
         m = re.match(r"^([a-z_]+)=(.*)$", token)
         if m and m.group(1) in ("action", "status", "location", "provider", "region", "prefix", "asn", "source",
-                                 "route", "target", "client", "header", "pool", "member", "step", "skipped"):
+                                 "route", "target", "client", "header", "pool", "member", "step", "skipped", "check"):
             key = m.group(1)
             if key == "header":
                 continue
-            if key == "skipped" and out.get("skipped"):
-                out[key] += " " + m.group(2)     # the sidecar writes one skipped= per member
+            if key in ("skipped", "check") and out.get(key):
+                out[key] += " " + m.group(2)     # the sidecar writes one skipped= per member, one check= per check
             else:
                 out[key] = m.group(2)
         elif key and key != "header":

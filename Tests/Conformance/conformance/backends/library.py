@@ -9,6 +9,7 @@ import time
 
 from testkit import abi, paths
 
+from .. import presence
 from ..check import Observation
 from ..health import HealthNotTaken, Prepared
 from ..suite import Request, Suite
@@ -50,9 +51,24 @@ class CoreBackend(Backend):
         return answer.rstrip("\n")
 
     def send(self, request: Request) -> Observation:
+        """One decision; for a suite with mirrors, the rounds of its presence checks (the harness
+        is the host: conformance.presence.verified)."""
+        assert self.ctx is not None
+        if self.ctx.suite.mirrors is None:
+            return self.decide(request, [], False)[0]
+        return presence.verified(lambda missing, exhausted: self.decide(request, missing, exhausted),
+                                 presence.Settings.of(self.ctx.suite.config))
+
+    def decide(self, request: Request, missing: list[int], exhausted: bool) -> tuple[Observation, bool, str | None, int]:
+        """The driver's decision of `request` with `missing` members excluded: (observation,
+        whether it needs its presence check, Location, member)."""
         assert self.ctx is not None
         self.count += 1
         tokens = [f"id={self.count}", f"method={_hex(request.method)}", f"target={_hex(request.target)}"]
+        if missing:
+            tokens.append(f"missing={_hex(','.join(map(str, missing)).encode())}")
+        if exhausted:
+            tokens.append(f"exhausted={_hex(b'1')}")
         if request.client is not None:
             tokens.append(f"client={_hex(request.client)}")
         else:
@@ -68,7 +84,7 @@ class CoreBackend(Backend):
         try:
             answer = self._ask(" ".join(tokens))
         except (RuntimeError, OSError) as e:
-            return Observation(error=str(e))
+            return Observation(error=str(e)), False, None, -1
         fields: dict[str, str] = {}
         headers: list[tuple[str, str]] = []
         for token in answer.split(" "):
@@ -81,17 +97,19 @@ class CoreBackend(Backend):
             else:
                 fields[key] = value
         if "action" not in fields:
-            return Observation(error=f"unexpected answer: {answer[:200]}")
+            return Observation(error=f"unexpected answer: {answer[:200]}"), False, None, -1
         action = fields["action"]
-        return Observation(
+        location = fields.get("location") if action == "redirect" else None
+        observation = Observation(
             status=int(fields.get("status", "0")), action=action,
-            location=fields.get("location") if action == "redirect" else None, headers=headers,
+            location=location, headers=headers,
             explain={"action": action, "provider": fields.get("provider", ""), "region": fields.get("region", ""),
                      "prefix": fields.get("prefix", ""), "asn": fields.get("asn", ""),
                      "route": fields.get("route", ""), "client": fields.get("client", ""),
                      "pool": fields.get("pool", ""), "step": fields.get("step", ""),
                      "skipped": fields.get("skipped", ""), "target": fields.get("target", "")},
             seconds=int(fields.get("ns", "0")) / 1e9)
+        return observation, fields.get("verify") == "1", location, int(fields.get("member", "-1"))
 
     def health_unsupported(self) -> str | None:
         return None
@@ -172,32 +190,45 @@ class ABIBackend(Backend):
         return None
 
     def send(self, request: Request) -> Observation:
+        """rdr_decide; for a suite with mirrors, the rounds of its presence checks with
+        rdr_request.missing and checks_exhausted (the harness is the host: conformance.presence)."""
         assert self.ctx is not None
         client = request.client if request.client is not None else (request.peer or self.ctx.suite.peer).encode()
+        self.sent.append((client, request))
+        if self.ctx.suite.mirrors is None:
+            return self.decide(client, request, [], False)[0]
+        return presence.verified(lambda missing, exhausted: self.decide(client, request, missing, exhausted),
+                                 presence.Settings.of(self.ctx.suite.config))
+
+    def decide(self, client: bytes, request: Request, missing: list[int],
+               exhausted: bool) -> tuple[Observation, bool, str | None, int]:
+        """One rdr_decide (and rdr_format_skipped) with `missing` excluded: (observation, whether
+        it needs its presence check, Location, member)."""
         health = self.health if self.use_health else None
         headers = list(request.headers) or None
-        decided = self.table.decide(client, request.method, request.target, request.host, headers=headers, health=health)
-        self.sent.append((client, request))
+        decided = self.table.decide(client, request.method, request.target, request.host, headers=headers, health=health,
+                                    missing=missing, exhausted=exhausted)
         if decided.rc != abi.RDR_OK:
-            return Observation(error=f"rdr_decide returned {decided.rc}")
+            return Observation(error=f"rdr_decide returned {decided.rc}"), False, None, -1
         out = decided.decision
 
         def text(p):
             return (p or b"").decode("utf-8", "replace")
 
         rc, skipped = self.table.format_skipped(client, request.method, request.target, request.host, headers=headers,
-                                                health=health)
+                                                health=health, missing=missing, exhausted=exhausted)
         if rc < 0:
-            return Observation(error=f"rdr_format_skipped returned {rc}")
-        return Observation(
-            status=out.status, action=decided.action,
-            location=decided.location.decode("latin-1") if decided.location is not None else None,
+            return Observation(error=f"rdr_format_skipped returned {rc}"), False, None, -1
+        location = decided.location.decode("latin-1") if decided.location is not None else None
+        observation = Observation(
+            status=out.status, action=decided.action, location=location,
             headers=self.table.route_headers(out.route) if out.action == abi.RDR_RESPOND and out.route >= 0 else [],
             explain={"action": decided.action, "provider": text(out.provider_name), "region": text(out.region),
                      "prefix": self.table.format_prefix(out), "asn": str(out.asn) if out.asn else "",
                      "route": text(out.route_name), "pool": text(out.pool_name), "step": text(out.step_name),
                      "skipped": skipped, "target": text(out.target_host)},
             seconds=decided.ns / 1e9)
+        return observation, bool(out.verify), location, out.member
 
     def health_unsupported(self) -> str | None:
         return None
