@@ -42,6 +42,13 @@ EXAMPLE_LOCATIONS = (b"/binaries/", b"/healthz")
 EXAMPLE_TRAITS = {"module": frozenset(NGINX_TRAITS | {"nginx-module"}), "lua": frozenset(NGINX_TRAITS | {"lua"})}
 
 
+def without_presence_checks(suites: list[Suite]) -> list[Suite]:
+    """The suites whose routes check no mirror: the examples have no presence-check location (a
+    snapshot that verifies is refused without one) and plain LuaJIT makes no subrequests. The
+    verifying suites run on every conformance backend and in test_presence.py."""
+    return [s for s in suites if s.mirrors is None]
+
+
 def example_carries(case: Case, suite: Suite, kind: str) -> bool:
     """Whether the example config can carry the case: it listens on 127.0.0.1 only, its own
     locations decide differently on purpose, and it reads no health state (every member up: the

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from conformance.check import Observation, judge
-from suite_cases import always_decided, answer_problems, ask, assert_backend_passes, example_carries, log_problems
+from suite_cases import (always_decided, answer_problems, ask, assert_backend_passes, example_carries, log_problems,
+                         without_presence_checks)
 from testkit.fixtures import AWS, AWS2, MANIFEST
 from testkit.http import request
 from testkit.paths import LUA_DIR, LUA_MODULE, LUAJIT
@@ -37,7 +38,7 @@ def test_same_answers_and_log_as_the_c_module(nginx, nginx_module, library, suit
     exactly as examples/nginx (the C module) does, and logs the same explanation."""
     snapshots, _ = compiled_suites
     problems, compared = [], 0
-    for suite in suites:
+    for suite in without_presence_checks(suites):
         c = nginx.example("module", snapshots[suite.name], trusted=suite.trusted_proxies)
         lua = nginx.example("lua", snapshots[suite.name], trusted=suite.trusted_proxies)
         cases = [case for case in suite.cases if example_carries(case, suite, "lua")]
@@ -160,7 +161,7 @@ def test_binding_in_plain_luajit(library, snapshots, suites, compiled_suites, tm
     script = tmp_path / "t.lua"
     script.write_text(LUA_SCRIPT)
     problems, decided = [], 0
-    for suite in suites:
+    for suite in without_presence_checks(suites):
         # The script decides with neither a health state nor request headers: cases that need
         # either are covered in nginx (test_health_nginx.py, the conformance run's nginx-lua).
         cases = [c for c in suite.cases if c.request.client is not None and not c.request.headers
