@@ -78,8 +78,10 @@
 /* Room for the most presence checks one request makes (rdr_presence.max_checks). */
 #define NGX_HTTP_REDIRECTOR_MAX_CHECKS      16
 
-/* One entry of $redirector_checks: " " + url + "(unknown-NNN)". */
-#define NGX_HTTP_REDIRECTOR_CHECK_EXTRA     sizeof(" (unknown-999)")
+/* One entry of $redirector_checks: " " + url + "(unknown-NNN,cached)" or
+ * "(unknown-NNN,<msec>ms)". */
+#define NGX_HTTP_REDIRECTOR_CHECK_EXTRA                                       \
+    (sizeof(" (unknown-999,ms)") + NGX_INT64_LEN)
 
 
 typedef struct {
@@ -126,6 +128,8 @@ typedef struct {
     ngx_uint_t                  checked;    /* ... and has answered */
     ngx_uint_t                  verified;   /* the decision may be answered */
     ngx_uint_t                  check_status;
+    ngx_uint_t                  check_cached;   /* answered from proxy_cache */
+    ngx_msec_t                  check_start;
     uint32_t                    missing[NGX_HTTP_REDIRECTOR_MAX_CHECKS];
     ngx_uint_t                  nmissing;
     ngx_str_t                   checks;     /* $redirector_checks */
@@ -688,6 +692,8 @@ ngx_http_redirector_check(ngx_http_request_t *r,
     ctx->checking = 1;
     ctx->checked = 0;
     ctx->check_status = 0;
+    ctx->check_cached = 0;
+    ctx->check_start = ngx_current_msec;
 
     if (ngx_http_subrequest(r, &rlcf->presence_uri, NULL, &sr, ps,
                             NGX_HTTP_SUBREQUEST_WAITED)
@@ -727,6 +733,16 @@ ngx_http_redirector_check_done(ngx_http_request_t *r, void *data,
         ctx->check_status = rc;     /* e.g. 502 when the mirror is down */
     }
 
+#if (NGX_HTTP_CACHE)
+    if (r->upstream
+        && (r->upstream->cache_status == NGX_HTTP_CACHE_HIT
+            || r->upstream->cache_status == NGX_HTTP_CACHE_STALE
+            || r->upstream->cache_status == NGX_HTTP_CACHE_UPDATING))
+    {
+        ctx->check_cached = 1;
+    }
+#endif
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "redirector: check done s:%ui", ctx->check_status);
 
@@ -744,7 +760,7 @@ static ngx_int_t
 ngx_http_redirector_checked(ngx_http_request_t *r,
     ngx_http_redirector_ctx_t *ctx)
 {
-    u_char                           *p;
+    u_char                           *p, *last;
     size_t                            len;
     ngx_uint_t                        status;
     ngx_http_redirector_main_conf_t  *rmcf;
@@ -761,25 +777,37 @@ ngx_http_redirector_checked(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    len = ngx_cpymem(p, ctx->checks.data, ctx->checks.len) - p;
+    last = ngx_cpymem(p, ctx->checks.data, ctx->checks.len);
+
+    if (last != p) {
+        *last++ = ' ';
+    }
 
     if (status >= NGX_HTTP_OK && status < NGX_HTTP_SPECIAL_RESPONSE) {
         ctx->verified = 1;
-        len = ngx_sprintf(p + len, "%s%V(present)", len ? " " : "",
-                          &ctx->location) - p;
+        last = ngx_sprintf(last, "%V(present", &ctx->location);
 
     } else {
-        len = ngx_sprintf(p + len, "%s%V(%s-%03ui)", len ? " " : "",
-                          &ctx->location,
-                          (status == NGX_HTTP_NOT_FOUND
-                           || status == NGX_HTTP_FORBIDDEN
-                           || status == 410)
-                          ? "absent" : "unknown",
-                          ngx_min(status, 999)) - p;
+        last = ngx_sprintf(last, "%V(%s-%03ui", &ctx->location,
+                           (status == NGX_HTTP_NOT_FOUND
+                            || status == NGX_HTTP_FORBIDDEN
+                            || status == 410)
+                           ? "absent" : "unknown",
+                           ngx_min(status, 999));
+    }
+
+    /* how long the check took, in nginx's cached milliseconds ($request_time's) */
+
+    if (ctx->check_cached) {
+        last = ngx_cpymem(last, ",cached)", sizeof(",cached)") - 1);
+
+    } else {
+        last = ngx_sprintf(last, ",%Mms)",
+                           (ngx_msec_t) (ngx_current_msec - ctx->check_start));
     }
 
     ctx->checks.data = p;
-    ctx->checks.len = len;
+    ctx->checks.len = last - p;
 
     if (ctx->verified) {
         return NGX_OK;

@@ -381,13 +381,38 @@ def nginx_backend(network: Network, kind: str) -> tuple[Nginx, Process]:
     return server, probe
 
 
+# One presence check as $redirector_checks (and the Lua decision's checks) lists it.
+LOGGED_CHECK = re.compile(r"(http://127\.0\.0\.1:\d+/containers/images/sha256:[0-9a-f]{64})"
+                          r"\((present|absent-\d{3}|unknown-\d{3}),(cached|\d+ms)\)")
+
+
+def logged_checks(entries: list[dict]) -> list[tuple[str, str, str]]:
+    """(url, result, cached or latency) of every check the access log lists; a malformed list fails."""
+    checks = []
+    for entry in entries:
+        for token in entry.get("checks", "").split():
+            match = LOGGED_CHECK.fullmatch(token)
+            assert match, (token, entry)
+            checks.append(match.groups())
+    return checks
+
+
 @pytest.mark.parametrize("kind", ["module", "lua"])
 def test_nginx_pulls_blobs_from_the_bucket_that_has_them(network, kind):
+    """The pulls as above, and the access log lists each request's checks: which URL, what it
+    found, and whether proxy_cache answered or how long the HEAD took (skopeo inspect and copy
+    ask for the config blob twice, so its second check is a cache hit)."""
     server, probe = nginx_backend(network, kind)
     front = ClientFront(network.work, server.port, network.addresses).start()
     try:
         print(f"nginx {kind}: blobs served {pull_everything(network, front.ports)}")
         assert not server.problems(), server.problems()
+        checks = logged_checks(server.access_entries())
+        timed = [c for c in checks if c[2] != "cached"]
+        assert timed and any(c[2] == "cached" for c in checks), checks
+        assert {c[1] for c in checks} >= {"present", "absent-404"}, checks
+        # Each URL was asked of its bucket at most once: every later check of it was a cache hit.
+        assert len({c[0] for c in timed}) == len(timed), timed
     finally:
         front.stop()
         server.stop()

@@ -263,7 +263,10 @@ local mt = {}
 mt.__index = mt
 
 --- Opens a snapshot. Call it in init_by_lua* (the master): the table is then shared by
---- all workers copy-on-write. opts.library: path of libredirector.so.
+--- all workers copy-on-write. opts.library: path of libredirector.so; opts.presence_check:
+--- the internal location that checks (needed when routes verify); opts.checks_variable: an
+--- nginx variable (declared with `set $name "";`) that access() sets to the decision's checks,
+--- for the access log.
 --- Returns the object, or nil and a message naming the file and the reason.
 function _M.new(path, opts)
     opts = opts or {}
@@ -336,6 +339,7 @@ function _M.new(path, opts)
             .. " verifies presence: pass { presence_check = \"/uri\" }, the internal location that checks"
     end
     self.presence_check = opts.presence_check
+    self.checks_variable = opts.checks_variable
     self.max_checks = tonumber(presence[0].max_checks)
     self.missing_buf = ffi_new("uint32_t[?]", self.max_checks + 1)
     return setmetatable(self, mt)
@@ -592,44 +596,63 @@ function mt:decide(client, method, host, path, headers, missing, exhausted)
     return setmetatable(res, result_mt)
 end
 
--- The header check_header_filter() puts on the presence_check location's answers.
+-- The headers check_header_filter() puts on the presence_check location's answers: the
+-- mirror's status, and proxy_cache's $upstream_cache_status.
 local CHECK_STATUS_HEADER = "X-Redirector-Check-Status"
+local CHECK_CACHE_HEADER = "X-Redirector-Check-Cache"
+
+-- proxy_cache answered without asking the mirror.
+local FROM_CACHE = { HIT = true, STALE = true, UPDATING = true }
 
 --- The header filter of the presence_check location (header_filter_by_lua_block): records the
 --- status the mirror answered with, 0 for an answer that was not HTTP (ngx.status is 9 for
---- what nginx took as HTTP/0.9, which ngx.location.capture would report as 200).
+--- what nginx took as HTTP/0.9, which ngx.location.capture would report as 200), and whether
+--- proxy_cache answered.
 function _M.check_header_filter()
     local status = ngx.status or 0
     ngx.header[CHECK_STATUS_HEADER] = tostring(status >= 100 and status or 0)
+    ngx.header[CHECK_CACHE_HEADER] = ngx.var.upstream_cache_status
 end
 
 --- The presence check inside nginx: a HEAD subrequest to the presence_check location, which
 --- proxies to ngx.ctx.redirector_check_url. Returns the mirror's status as check_header_filter()
 --- recorded it; 0 (unknown) when there was none, or when the location lacks that filter (logged:
---- the capture's own status cannot tell a 200 from an answer that is not HTTP).
+--- the capture's own status cannot tell a 200 from an answer that is not HTTP). Second: whether
+--- proxy_cache answered.
 function mt:_capture_check(url)
     local ngx = ngx
     local res = ngx.location.capture(self.presence_check,
                                      { method = ngx.HTTP_HEAD, ctx = { redirector_check_url = url } })
     if not res then
-        return 0
+        return 0, false
     end
     local status = res.header[CHECK_STATUS_HEADER]
     if not status then
         ngx.log(ngx.ERR, "redirector: the presence_check location ", self.presence_check, " lacks ",
                 'header_filter_by_lua_block { require("resty.redirector").check_header_filter() }: ',
                 "its answer counts as unknown")
-        return 0
+        return 0, false
     end
-    return tonumber(status) or 0
+    return tonumber(status) or 0, FROM_CACHE[res.header[CHECK_CACHE_HEADER]] == true
+end
+
+-- Milliseconds now, to time a check inside nginx (its clock updated first); nil outside it.
+local function check_clock()
+    if not ngx then
+        return nil
+    end
+    ngx.update_time()
+    return ngx.now() * 1000
 end
 
 --- decide(), then, while the decision is a redirect of a `verify` route, a presence check of
---- its location: check(url) returns an HTTP status (default: the capture of the presence_check
---- location); 2xx answers the redirect, anything else decides again without that member; after
---- the table's max_checks checks the routes after the verifying ones decide.
---- The decision carries `checks`: "url(present) url(absent-404) ..." as the NGINX module's
---- $redirector_checks. Returns the decision, or nil and a message.
+--- its location: check(url) returns an HTTP status and whether a cache answered (default: the
+--- capture of the presence_check location); 2xx answers the redirect, anything else decides
+--- again without that member; after the table's max_checks checks the routes after the
+--- verifying ones decide. The decision carries `checks`, as the NGINX module's
+--- $redirector_checks: "url(absent-404,3ms) url(present,cached) ..." (inside nginx; outside it,
+--- where there is no clock to time them, "url(absent-404)"). Returns the decision, or nil and a
+--- message.
 function mt:decide_verified(client, method, host, path, headers, check)
     check = check or function(url) return self:_capture_check(url) end
     local missing, checks = {}, {}
@@ -642,16 +665,24 @@ function mt:decide_verified(client, method, host, path, headers, check)
             end
             return d, err
         end
-        local status = tonumber(check(d.location)) or 0
+        local started = check_clock()
+        local answer, cached = check(d.location)
+        local status = tonumber(answer) or 0
+        local how = ")"
+        if cached then
+            how = ",cached)"
+        elseif started then
+            how = string.format(",%dms)", math.floor(check_clock() - started + 0.5))
+        end
         if status >= 200 and status < 300 then
-            checks[#checks + 1] = d.location .. "(present)"
+            checks[#checks + 1] = d.location .. "(present" .. how
             d.checks = table.concat(checks, " ")
             d.verified = true
             return d
         end
         local absent = status == 404 or status == 403 or status == 410
-        checks[#checks + 1] = string.format("%s(%s-%03d)", d.location, absent and "absent" or "unknown",
-                                            status < 999 and status or 999)
+        checks[#checks + 1] = string.format("%s(%s-%03d%s", d.location, absent and "absent" or "unknown",
+                                            status < 999 and status or 999, how)
         missing[#missing + 1] = d.slot
     end
 end
@@ -913,6 +944,9 @@ function mt:access()
         return
     end
     ngx.ctx.redirector = d
+    if self.checks_variable then
+        ngx.var[self.checks_variable] = d.checks or ""
+    end
     return self:respond(d)
 end
 
