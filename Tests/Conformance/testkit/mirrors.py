@@ -16,12 +16,14 @@ from .processes import Process, wait_until
 @dataclass
 class Mirror:
     """A static file server: an nginx master serving `root` on `port`; with `access_log`, every
-    request it answers is logged as JSON (method, uri, status) for counting."""
+    request it answers is logged as JSON (method, uri, status) for counting; with `rate` (nginx's
+    limit_rate, e.g. "20k"), each response is sent at most that fast."""
     name: str
     port: int
     root: Path
     work: Path
     access_log: bool = False
+    rate: str | None = None
     server: Nginx | None = None
     prefix: Path | None = None
 
@@ -41,6 +43,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         root {self.root};
+        {f"limit_rate {self.rate};" if self.rate else ""}
         location = /healthz {{ return 200 "ok\\n"; }}
     }}
 }}
@@ -48,9 +51,11 @@ http {{
         self.server = Nginx(prefix, conf, port=self.port).start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Stops it: at once (SIGTERM, transfers cut), or `graceful` (SIGQUIT: it closes its port
+        and finishes the responses under way)."""
         if self.server:
-            self.server.stop(signal.SIGTERM)
+            self.server.stop(signal.SIGQUIT if graceful else signal.SIGTERM, timeout=60)
             self.server = None
 
     @property
