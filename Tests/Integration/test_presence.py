@@ -10,8 +10,9 @@ What is asserted: every pull succeeds with the pushed digests; each blob was ser
 client's bucket when that bucket had it and by the registry when it had not (the servers' access
 logs), and nginx's access log lists each check; a bucket shut down in the middle of a pull does not
 fail it; 100 concurrent requests for one uncached blob make exactly one HEAD at the bucket; a
-bucket that answers slowly, resets, answers garbage or redirects the HEAD ends in a redirect to
-the next bucket within the check timeout.
+million distinct digests keep the server's memory flat; a bucket that answers slowly, resets,
+answers garbage or redirects the HEAD ends in a redirect to the next bucket within the check
+timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import random
 import re
 import shutil
 import socket
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -689,3 +691,89 @@ trustedProxies: [127.0.0.0/8]
         backend.stop()
         bad.stop()
 
+
+# --------------------------------------------------------------------------- memory
+
+# docs/presence.md, "Memory": the bound this test holds the standalone server to.
+DIGESTS = 1_000_000
+CACHE_ENTRIES = 100_000            # the default presence.cacheEntries
+RSS_GROWTH_LIMIT_MB = 64           # after the cache is full: flat (measured ~0-10 MB)
+RSS_LIMIT_MB = 256                 # the whole process, cache of 100,000 entries full
+
+WRK_DISTINCT_DIGESTS = """
+-- Each request a digest never asked for before: a counter after the run's offset (wrk's args).
+local offset, count = 0, 0
+function init(args) offset = tonumber(args[1]) end
+function request()
+    count = count + 1
+    return wrk.format("GET", string.format("/v2/pause/blobs/sha256:%016x%048x", offset, count),
+                      { ["X-Forwarded-For"] = "10.1.2.3" })
+end
+"""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/setup.sh installs it)")
+def test_a_million_distinct_digests_keep_the_servers_memory_flat(tmp_path):
+    """1,000,000 blob requests, each for a digest never seen, through the standalone server: each
+    one is checked (a real HEAD, answered 404 by an nginx bucket) and its absence cached, so the
+    cache of 100,000 entries is full after a tenth of them and then evicts. The server's RSS once
+    the cache is full and after the last digest stay within the bounds of docs/presence.md."""
+    (tmp_path / "empty").mkdir()
+    bucket = Mirror("empty-bucket", free_port(), tmp_path / "empty", tmp_path).start()
+    (tmp_path / "clients.csv").write_text("prefix,provider,region\n10.0.0.0/8,,r1\n")
+    (tmp_path / "redirector.yaml").write_text(f"""version: 1
+presence: {{ timeout: 2s, cacheEntries: {CACHE_ENTRIES}, concurrencyPerMirror: 64 }}
+pools:
+  buckets:
+    members: [{{ url: "{bucket.url}" }}]
+providers:
+  - name: cloud
+    sources: [{{ format: csv, path: clients.csv }}]
+routes:
+  - name: blob
+    path: /v2/{{repo...}}/blobs/{{digest:digest}}
+    redirect: {{ to: {{ pool: buckets }}, rewrite: "/containers/images/{{digest}}", verify: true }}
+  - name: upstream
+    path: /v2/{{rest...}}
+    redirect: {{ to: "https://upstream.registry.test" }}
+trustedProxies: [127.0.0.0/8]
+""")
+    snapshot = compile_snapshot(tmp_path / "redirector.yaml", tmp_path / "memory.rdb")
+    script = tmp_path / "distinct.lua"
+    script.write_text(WRK_DISTINCT_DIGESTS)
+    port = free_port()
+    server = Sidecar(snapshot, tmp_path / "sidecar.log", ["127.0.0.0/8"],
+                     extra_args=["--listen", f"standalone=127.0.0.1:{port}", "--log-level", "warning"]).start()
+    try:
+        pid = server.proc.pid
+        started = rss_mb(pid)
+        sent, run, full, samples = 0, 0, None, []
+        while sent < DIGESTS:
+            run += 1
+            out = subprocess.run(["wrk", "-t1", "-c32", "-d5s", "--timeout", "5s", "-s", str(script),
+                                  f"http://127.0.0.1:{port}/", "--", str(run)],
+                                 capture_output=True, text=True, timeout=120).stdout
+            done = re.search(r"(\d+) requests in", out)
+            assert done, out
+            assert "Non-2xx" not in out and "Socket errors" not in out, out
+            sent += int(done.group(1))
+            samples.append((sent, rss_mb(pid)))
+            if full is None and sent >= 2 * CACHE_ENTRIES:
+                full = samples[-1][1]
+        metrics = server.metrics()
+        final = rss_mb(pid)
+        print(f"RSS: start {started:.1f} MB, cache full {full:.1f} MB, after {sent:,} digests {final:.1f} MB; samples {samples}")
+        assert metrics.get('redirector_presence_cache_evictions_total', 0) >= sent - CACHE_ENTRIES - 1000, metrics
+        assert metrics.get('redirector_presence_checks_total{result="absent"}', 0) >= sent, metrics
+        assert final - full <= RSS_GROWTH_LIMIT_MB, (full, final, samples)
+        assert final <= RSS_LIMIT_MB, (final, samples)
+    finally:
+        server.stop()
+        bucket.stop()

@@ -108,6 +108,7 @@ import Testing
         let cases: [(String, String)] = [
             ("presence: { timeout: 0s }", "presence.timeout"),
             ("presence: { cacheEntries: 0 }", "presence.cacheEntries"),
+            ("presence: { cacheEntries: 10000001 }", "presence.cacheEntries"),
             ("presence: { concurrencyPerMirror: 0 }", "presence.concurrencyPerMirror"),
             ("presence: { absentTTL: soon }", "presence.absentTTL"),
             ("presence: { negativeTTL: 1m }", "presence.negativeTTL"),

@@ -126,7 +126,9 @@ struct PolicyCompiler {
             settings.absentTTLMilliseconds = text == "0" ? 0 : try ConfigDuration.milliseconds(text, "\(place).absentTTL")
         }
         if let entries = config.cacheEntries {
-            guard entries > 0 else { throw ConfigError(place: "\(place).cacheEntries", message: "must be at least 1") }
+            guard (1...PresenceSettings.cacheLimit).contains(entries) else {
+                throw ConfigError(place: "\(place).cacheEntries", message: "must be between 1 and \(PresenceSettings.cacheLimit)")
+            }
             settings.cacheEntries = entries
         }
         if let limit = config.concurrencyPerMirror {

@@ -24,6 +24,10 @@ public struct PresenceSettings: Hashable, Sendable {
         timeoutMilliseconds: 5_000, presentTTLMilliseconds: 3_600_000, absentTTLMilliseconds: 60_000,
         cacheEntries: 100_000, concurrencyPerMirror: 32, maxChecks: 3)
 
+    /// The largest ``cacheEntries``: about 3 GB of cache in the sidecar at some 320 bytes an entry
+    /// (docs/presence.md, "Memory").
+    public static let cacheLimit: UInt32 = 10_000_000
+
     /// The largest ``maxChecks`` (what the NGINX module keeps per request).
     public static let checkLimit: UInt32 = 16
 
