@@ -43,7 +43,8 @@ EXAMPLE_TRAITS = {"module": frozenset(NGINX_TRAITS | {"nginx-module"}), "lua": f
 
 
 def without_presence_checks(suites: list[Suite]) -> list[Suite]:
-    """The suites whose routes check no mirror: the examples have no presence-check location (a
+    """The suites whose routes check no mirror (the loader refuses verifying routes in a suite
+    without `mirrors`): the examples have no presence-check location (a
     snapshot that verifies is refused without one) and plain LuaJIT makes no subrequests. The
     verifying suites run on every conformance backend and in test_presence.py."""
     return [s for s in suites if s.mirrors is None]

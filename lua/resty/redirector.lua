@@ -628,21 +628,24 @@ function mt:_capture_check(url)
     end
     local status = res.header[CHECK_STATUS_HEADER]
     if not status then
-        ngx.log(ngx.ERR, "redirector: the presence_check location ", self.presence_check, " lacks ",
-                'header_filter_by_lua_block { require("resty.redirector").check_header_filter() }: ',
-                "its answer counts as unknown")
+        if not self.filter_missing_logged then
+            self.filter_missing_logged = true
+            ngx.log(ngx.ERR, "redirector: the presence_check location ", self.presence_check, " lacks ",
+                    'header_filter_by_lua_block { require("resty.redirector").check_header_filter() }: ',
+                    "its answers count as unknown (logged once per worker)")
+        end
         return 0, false
     end
     return tonumber(status) or 0, FROM_CACHE[res.header[CHECK_CACHE_HEADER]] == true
 end
 
--- Milliseconds now, to time a check inside nginx (its clock updated first); nil outside it.
-local function check_clock()
-    if not ngx then
-        return nil
+-- Milliseconds on CLOCK_MONOTONIC, to time a check (nil if clock_gettime cannot be called).
+local function monotonic_ms()
+    local ok, rc = pcall(C.clock_gettime, 1, timespec)
+    if ok and rc == 0 then
+        return tonumber(timespec[0]) * 1000 + tonumber(timespec[1]) / 1000000
     end
-    ngx.update_time()
-    return ngx.now() * 1000
+    return nil
 end
 
 --- decide(), then, while the decision is a redirect of a `verify` route, a presence check of
@@ -650,9 +653,8 @@ end
 --- capture of the presence_check location); 2xx answers the redirect, anything else decides
 --- again without that member; after the table's max_checks checks the routes after the
 --- verifying ones decide. The decision carries `checks`, as the NGINX module's
---- $redirector_checks: "url(absent-404,3ms) url(present,cached) ..." (inside nginx; outside it,
---- where there is no clock to time them, "url(absent-404)"). Returns the decision, or nil and a
---- message.
+--- $redirector_checks: "url(absent-404,3ms) url(present,cached) ...". Returns the decision, or
+--- nil and a message.
 function mt:decide_verified(client, method, host, path, headers, check)
     check = check or function(url) return self:_capture_check(url) end
     local missing, checks = {}, {}
@@ -665,14 +667,14 @@ function mt:decide_verified(client, method, host, path, headers, check)
             end
             return d, err
         end
-        local started = check_clock()
+        local started = monotonic_ms()
         local answer, cached = check(d.location)
         local status = tonumber(answer) or 0
         local how = ")"
         if cached then
             how = ",cached)"
         elseif started then
-            how = string.format(",%dms)", math.floor(check_clock() - started + 0.5))
+            how = string.format(",%dms)", math_floor(monotonic_ms() - started + 0.5))
         end
         if status >= 200 and status < 300 then
             checks[#checks + 1] = d.location .. "(present" .. how
@@ -944,8 +946,13 @@ function mt:access()
         return
     end
     ngx.ctx.redirector = d
-    if self.checks_variable then
-        ngx.var[self.checks_variable] = d.checks or ""
+    if self.checks_variable and d.checks then
+        local ok, verr = pcall(function() ngx.var[self.checks_variable] = d.checks end)
+        if not ok and not self.checks_variable_logged then
+            self.checks_variable_logged = true
+            ngx.log(ngx.ERR, "redirector: checks_variable $", self.checks_variable, " cannot be set here ",
+                    "(declare it with set $", self.checks_variable, ' "";): ', verr, " (logged once per worker)")
+        end
     end
     return self:respond(d)
 end

@@ -55,7 +55,7 @@ http {{
         """Stops it: at once (SIGTERM, transfers cut), or `graceful` (SIGQUIT: it closes its port
         and finishes the responses under way)."""
         if self.server:
-            self.server.stop(signal.SIGQUIT if graceful else signal.SIGTERM, timeout=60)
+            self.server.stop(signal.SIGQUIT, timeout=60) if graceful else self.server.stop(signal.SIGTERM)
             self.server = None
 
     @property
