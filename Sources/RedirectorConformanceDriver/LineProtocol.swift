@@ -35,7 +35,9 @@ enum LineProtocol {
                 let slots = String(decoding: bytes, as: UTF8.self).split(separator: ",").map { UInt32($0) }
                 guard !slots.contains(nil) else { return nil }
                 request.missing = slots.compactMap { $0 }
-            case "exhausted": request.exhausted = bytes == Array("1".utf8)
+            case "exhausted":
+                guard bytes == Array("0".utf8) || bytes == Array("1".utf8) else { return nil }
+                request.exhausted = bytes == Array("1".utf8)
             default: return nil
             }
         }

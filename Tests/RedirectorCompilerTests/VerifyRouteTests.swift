@@ -101,6 +101,8 @@ import Testing
             timeoutMilliseconds: 2000, presentTTLMilliseconds: 7_200_000, absentTTLMilliseconds: 0,
             cacheEntries: 500, concurrencyPerMirror: 4, maxChecks: 5))
         #expect(try VerifyRouteTests.compile().policy.presence == .default)
+        let largest = try VerifyRouteTests.compile(VerifyRouteTests.config + "\npresence: { cacheEntries: 10000000 }\n")
+        #expect(largest.policy.presence.cacheEntries == PresenceSettings.cacheLimit)
     }
 
     @Test func badPresenceSettingsAreNamed() throws {

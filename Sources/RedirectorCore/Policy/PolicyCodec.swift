@@ -438,9 +438,11 @@ extension Policy {
             timeoutMilliseconds: try reader.read(), presentTTLMilliseconds: try reader.read(),
             absentTTLMilliseconds: try reader.read(), cacheEntries: try reader.read(), concurrencyPerMirror: try reader.read(),
             maxChecks: try reader.read())
-        guard presence.timeoutMilliseconds > 0, presence.cacheEntries > 0, presence.concurrencyPerMirror > 0,
+        guard presence.timeoutMilliseconds > 0, presence.concurrencyPerMirror > 0,
+              (1...PresenceSettings.cacheLimit).contains(presence.cacheEntries),
               (1...PresenceSettings.checkLimit).contains(presence.maxChecks) else {
-            throw fail("has presence settings with a zero timeout, cache size or concurrency, or maxChecks outside 1...\(PresenceSettings.checkLimit)")
+            throw fail("has presence settings with a zero timeout or concurrency, a cache size outside "
+                       + "1...\(PresenceSettings.cacheLimit) or maxChecks outside 1...\(PresenceSettings.checkLimit)")
         }
         guard reader.isAtEnd else { throw fail("has trailing bytes") }
         return Policy(providers: providers, routes: routes, fallback: fallback, trustedProxies: trusted, pools: pools,
