@@ -41,7 +41,7 @@ class ContentsError(ValueError):
 class Mirrors:
     """The loopback mirrors of one suite, listening from the moment the suite is loaded (on ports
     the system gives, so no other server can take them), as daemon threads of the harness's
-    process; their contents are the union of what the cases list."""
+    process, which they end with; their contents are the union of what the cases list."""
 
     def __init__(self, names: list[str]):
         if not names or len(set(names)) != len(names):
@@ -52,13 +52,11 @@ class Mirrors:
         self.contents: dict[tuple[str, str], str] = {}
         self.heads: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.servers: list[ThreadingHTTPServer] = []
         self.ports: dict[str, int] = {}
         for name in map(str, names):
             server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, name))
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, name=f"mirror-{name}", daemon=True).start()
-            self.servers.append(server)
             self.ports[name] = server.server_address[1]
 
     def url(self, name: str) -> str:
@@ -96,13 +94,6 @@ class Mirrors:
         return out
 
     # ------------------------------------------------------------------ what the servers saw
-
-    def stop(self) -> None:
-        """Stops the servers (they also end with the harness's process)."""
-        for server in self.servers:
-            server.shutdown()
-            server.server_close()
-        self.servers = []
 
     def take_heads(self) -> list[tuple[str, str]]:
         """The HEADs received since the last call, in order: (mirror, path)."""
