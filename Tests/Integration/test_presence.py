@@ -666,19 +666,16 @@ class BadMirror:
         self.socket.close()
 
 
-@pytest.mark.parametrize("kind", ["standalone", "module", "lua"])
-@pytest.mark.parametrize("behaviour", ["slow", "reset", "garbage", "redirect"])
-def test_a_bad_bucket_ends_in_a_redirect_to_the_next_within_the_timeout(network, tmp_path, kind, behaviour):
-    bad = BadMirror(behaviour)
-    good = network.buckets["cdn"]
-    (tmp_path / "clients.csv").write_text("prefix,provider,region\n10.0.0.0/8,,r1\n")
-    (tmp_path / "redirector.yaml").write_text(f"""version: 1
-presence: {{ timeout: 1s, maxChecks: 2 }}
+def pool_policy(work: Path, presence: str, members: str, upstream: str) -> Path:
+    """A snapshot of one verifying route: blobs of clients in 10.0.0.0/8 go to the pool `buckets`
+    (`members`, YAML flow items), whose checks follow `presence`; the rest of /v2/ goes to
+    `upstream`."""
+    (work / "clients.csv").write_text("prefix,provider,region\n10.0.0.0/8,,r1\n")
+    (work / "redirector.yaml").write_text(f"""version: 1
+presence: {{ {presence} }}
 pools:
   buckets:
-    members:
-      - {{ url: "http://127.0.0.1:{bad.port}" }}
-      - {{ url: "{good.url}", priority: 1 }}
+    members: [{members}]
 providers:
   - name: cloud
     sources: [{{ format: csv, path: clients.csv }}]
@@ -688,10 +685,20 @@ routes:
     redirect: {{ to: {{ pool: buckets }}, rewrite: "/containers/images/{{digest}}", verify: true }}
   - name: upstream
     path: /v2/{{rest...}}
-    redirect: {{ to: "{registry_url(network.registry)}" }}
+    redirect: {{ to: "{upstream}" }}
 trustedProxies: [127.0.0.0/8]
 """)
-    snapshot = compile_snapshot(tmp_path / "redirector.yaml", tmp_path / "bad.rdb")
+    return compile_snapshot(work / "redirector.yaml", work / "pool.rdb")
+
+
+@pytest.mark.parametrize("kind", ["standalone", "module", "lua"])
+@pytest.mark.parametrize("behaviour", ["slow", "reset", "garbage", "redirect"])
+def test_a_bad_bucket_ends_in_a_redirect_to_the_next_within_the_timeout(network, tmp_path, kind, behaviour):
+    bad = BadMirror(behaviour)
+    good = network.buckets["cdn"]
+    snapshot = pool_policy(tmp_path, "timeout: 1s, maxChecks: 2",
+                           f'{{ url: "http://127.0.0.1:{bad.port}" }}, {{ url: "{good.url}", priority: 1 }}',
+                           registry_url(network.registry))
     if kind == "standalone":
         port = free_port()
         backend = Sidecar(snapshot, tmp_path / "sidecar.log", ["127.0.0.0/8"],
@@ -757,25 +764,8 @@ def test_a_million_distinct_digests_keep_the_servers_memory_flat(tmp_path):
     the cache is full and after the last digest stay within the bounds of docs/presence.md."""
     (tmp_path / "empty").mkdir()
     bucket = Mirror("empty-bucket", free_port(), tmp_path / "empty", tmp_path).start()
-    (tmp_path / "clients.csv").write_text("prefix,provider,region\n10.0.0.0/8,,r1\n")
-    (tmp_path / "redirector.yaml").write_text(f"""version: 1
-presence: {{ timeout: 2s, cacheEntries: {CACHE_ENTRIES}, concurrencyPerMirror: 64 }}
-pools:
-  buckets:
-    members: [{{ url: "{bucket.url}" }}]
-providers:
-  - name: cloud
-    sources: [{{ format: csv, path: clients.csv }}]
-routes:
-  - name: blob
-    path: /v2/{{repo...}}/blobs/{{digest:digest}}
-    redirect: {{ to: {{ pool: buckets }}, rewrite: "/containers/images/{{digest}}", verify: true }}
-  - name: upstream
-    path: /v2/{{rest...}}
-    redirect: {{ to: "https://upstream.registry.test" }}
-trustedProxies: [127.0.0.0/8]
-""")
-    snapshot = compile_snapshot(tmp_path / "redirector.yaml", tmp_path / "memory.rdb")
+    snapshot = pool_policy(tmp_path, f"timeout: 2s, cacheEntries: {CACHE_ENTRIES}, concurrencyPerMirror: 64",
+                           f'{{ url: "{bucket.url}" }}', "https://upstream.registry.test")
     script = tmp_path / "distinct.lua"
     script.write_text(WRK_DISTINCT_DIGESTS)
     port = free_port()
